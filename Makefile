@@ -1,0 +1,34 @@
+# One entry point for set-up, the local run and the tests. Every target installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint unit clean
+
+setup: $(STAMP) node_modules/.package-lock.json
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+## run: process the sample customer-onboarded messages against the local sandbox and show the ledger
+run: setup
+	$(PY) -m sandbox.demo
+
+## test: lint, type-check and run the whole test suite (starts and stops its own local services)
+test: setup lint
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .sandbox
