@@ -1,0 +1,185 @@
+"""Credentials for the partner's identity in each customer tenant, one per (tenant, client), reused.
+
+A credential caches its tokens, so reusing it is what makes a fleet run ask Entra ID for one token
+per tenant instead of one per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from typing import Any
+
+from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.pipeline.transport import AioHttpTransport
+
+from .errors import KeyVaultNotConfigured
+from .message import Identity, IdentityType
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+ARM_SCOPE = "https://management.azure.com/.default"
+
+
+class _FederatedCredential:
+    """ClientAssertionCredential whose assertion is the Function App's managed-identity token.
+
+    ClientAssertionCredential wants a synchronous callable; fetching the managed-identity token
+    asynchronously just before each token request keeps the event loop free.
+    """
+
+    def __init__(
+        self, tenant_id: str, client_id: str, host: AsyncTokenCredential, audience: str, **kwargs: Any
+    ) -> None:
+        from azure.identity.aio import ClientAssertionCredential
+
+        self._host = host
+        self._exchange_scope = f"{audience}/.default"
+        self._assertion = ""
+        self._inner = ClientAssertionCredential(tenant_id, client_id, lambda: self._assertion, **kwargs)
+
+    async def _refresh_assertion(self) -> None:
+        self._assertion = (await self._host.get_token(self._exchange_scope)).token
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        await self._refresh_assertion()
+        return await self._inner.get_token(*scopes, **kwargs)
+
+    async def get_token_info(
+        self, *scopes: str, options: TokenRequestOptions | None = None
+    ) -> AccessTokenInfo:
+        await self._refresh_assertion()
+        return await self._inner.get_token_info(*scopes, options=options)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def __aenter__(self) -> _FederatedCredential:
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        await self.close()
+
+
+CredentialKey = tuple[str, str, IdentityType, str | None]
+
+
+class CredentialCache:
+    """Builds credentials for (customer tenant, identity) on first use and keeps them.
+
+    Key Vault errors propagate to the caller (the linker classifies them); a credential whose
+    secret turned out to be wrong can be dropped with `forget` so the next attempt reads Key Vault
+    again.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        transport: AioHttpTransport,
+        *,
+        host_credential: AsyncTokenCredential | None = None,
+        max_entries: int = 20_000,
+    ) -> None:
+        self._settings = settings
+        self._transport = transport
+        self._host = host_credential
+        self._max_entries = max_entries
+        self._entries: OrderedDict[CredentialKey, asyncio.Future[AsyncTokenCredential]] = OrderedDict()
+        self._secret_client: Any = None
+
+    @property
+    def host_credential(self) -> AsyncTokenCredential:
+        """The Function App's own identity (user-assigned managed identity in Azure)."""
+        if self._host is None:
+            from azure.identity.aio import ManagedIdentityCredential
+
+            self._host = ManagedIdentityCredential(
+                client_id=self._settings.managed_identity_client_id, transport=self._transport
+            )
+        return self._host
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        return {"authority": self._settings.authority_host, "transport": self._transport}
+
+    async def get(self, tenant_id: str, identity: Identity) -> AsyncTokenCredential:
+        key: CredentialKey = (tenant_id, identity.client_id, identity.type, identity.key_vault_secret_name)
+        future = self._entries.get(key)
+        if future is not None:
+            self._entries.move_to_end(key)
+            return await asyncio.shield(future)
+        future = asyncio.get_running_loop().create_future()
+        self._entries[key] = future
+        try:
+            credential = await self._build(tenant_id, identity)
+        except BaseException as err:
+            del self._entries[key]
+            future.set_exception(err)
+            future.exception()  # waiters re-raise it; mark it retrieved
+            raise
+        future.set_result(credential)
+        await self._evict()
+        return credential
+
+    async def forget(self, tenant_id: str, identity: Identity) -> None:
+        key: CredentialKey = (tenant_id, identity.client_id, identity.type, identity.key_vault_secret_name)
+        future = self._entries.pop(key, None)
+        if future is not None and future.done() and not future.exception():
+            await future.result().close()
+
+    async def _evict(self) -> None:
+        while len(self._entries) > self._max_entries:
+            _, future = self._entries.popitem(last=False)
+            if future.done() and not future.exception():
+                await future.result().close()
+
+    async def _build(self, tenant_id: str, identity: Identity) -> AsyncTokenCredential:
+        if identity.type is IdentityType.FEDERATED:
+            return _FederatedCredential(
+                tenant_id,
+                identity.client_id,
+                self.host_credential,
+                self._settings.federated_token_audience,
+                **self._client_kwargs(),
+            )
+        assert identity.key_vault_secret_name is not None
+        value = await self.read_secret(identity.key_vault_secret_name)
+        if identity.type is IdentityType.SECRET:
+            from azure.identity.aio import ClientSecretCredential
+
+            return ClientSecretCredential(tenant_id, identity.client_id, value, **self._client_kwargs())
+        from azure.identity.aio import CertificateCredential
+
+        return CertificateCredential(
+            tenant_id, identity.client_id, certificate_data=value.encode("utf-8"), **self._client_kwargs()
+        )
+
+    async def read_secret(self, name: str) -> str:
+        """A secret's value from Key Vault; the value goes only into a credential, nowhere else."""
+        if self._settings.key_vault_url is None:
+            raise KeyVaultNotConfigured("KEY_VAULT_URL is not set")
+        if self._secret_client is None:
+            from azure.keyvault.secrets.aio import SecretClient
+
+            self._secret_client = SecretClient(
+                self._settings.key_vault_url,
+                self.host_credential,
+                transport=self._transport,
+                verify_challenge_resource=self._settings.key_vault_verify_challenge_resource,
+            )
+        secret = await self._secret_client.get_secret(name)
+        if not secret.value:
+            raise KeyVaultNotConfigured(f"Key Vault secret {name} is empty")
+        return str(secret.value)
+
+    async def close(self) -> None:
+        entries, self._entries = list(self._entries.values()), OrderedDict()
+        for future in entries:
+            if future.done() and not future.exception():
+                await future.result().close()
+        if self._secret_client is not None:
+            await self._secret_client.close()
+        if self._host is not None:
+            await self._host.close()

@@ -1,0 +1,252 @@
+"""The one place that turns SDK exceptions and AADSTS codes into outcomes.
+
+Outcome reasons are written here, from codes and statuses, never from exception text: an SDK
+message can quote a response body, and what we store and log must not depend on what a server
+chose to echo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+import time
+from enum import StrEnum
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from .outcomes import Outcome, OutcomeKind
+
+_AADSTS = re.compile(r"AADSTS(\d{5,7})")
+
+
+class KeyVaultNotConfigured(RuntimeError):
+    """A secret or certificate identity needs Key Vault, but none is configured or the secret is empty."""
+
+
+class Stage(StrEnum):
+    """Where in a link attempt an error happened; the same status means different things in each."""
+
+    KEY_VAULT = "key-vault"
+    TOKEN = "token"
+    ARM = "arm"
+
+
+_CONSENT = (
+    "Ask a Global Administrator of the customer tenant to grant admin consent to the partner's app "
+    "(client ID {client_id}); consent creates its service principal there. Then relink."
+)
+# AADSTS code -> (kind, short reason, remediation or None).
+_AADSTS_CODES: dict[int, tuple[OutcomeKind, str, str | None]] = {
+    700016: (OutcomeKind.NEEDS_CUSTOMER_ACTION, "the partner's app is not in the customer tenant", _CONSENT),
+    7000229: (OutcomeKind.NEEDS_CUSTOMER_ACTION, "the app has no service principal in the tenant", _CONSENT),
+    90002: (
+        OutcomeKind.NEEDS_CUSTOMER_ACTION,
+        "the customer tenant was not found",
+        "Check the customer tenant ID in the CRM record against the customer's Microsoft Entra "
+        "tenant (directory) ID, correct it and send the customer again.",
+    ),
+    500011: (
+        OutcomeKind.NEEDS_CUSTOMER_ACTION,
+        "Azure Resource Manager has no service principal in the customer tenant",
+        "Ask the customer's administrator to sign in to the Azure portal once (this registers Azure "
+        "Resource Manager in their tenant), then relink.",
+    ),
+    7000112: (
+        OutcomeKind.NEEDS_CUSTOMER_ACTION,
+        "the partner's app is disabled in the customer tenant",
+        "Ask the customer's administrator to enable the enterprise application (client ID {client_id}) "
+        "in Microsoft Entra ID, then relink.",
+    ),
+    53003: (
+        OutcomeKind.NEEDS_CUSTOMER_ACTION,
+        "blocked by a Conditional Access policy in the customer tenant",
+        "Ask the customer's administrator to exclude the partner's service principal (client ID "
+        "{client_id}) from the Conditional Access policy that blocks it, then relink.",
+    ),
+    7000215: (
+        OutcomeKind.PARTNER_CREDENTIAL_BROKEN,
+        "the client secret is not valid",
+        "Put the current client secret value (not its ID) into Key Vault secret {secret_name}, or move "
+        "this customer to the federated identity.",
+    ),
+    7000222: (
+        OutcomeKind.PARTNER_CREDENTIAL_BROKEN,
+        "the client secret has expired",
+        "Create a new client secret for the app (client ID {client_id}), store it in Key Vault secret "
+        "{secret_name}, or move this customer to the federated identity.",
+    ),
+    700027: (
+        OutcomeKind.PARTNER_CREDENTIAL_BROKEN,
+        "the client assertion signature is not valid",
+        "Check that the app (client ID {client_id}) trusts the certificate in Key Vault secret "
+        "{secret_name}, or that its federated credential trusts the Function App's managed identity.",
+    ),
+    50196: (OutcomeKind.TRANSIENT, "Entra ID detected a request loop", None),
+    90055: (OutcomeKind.TRANSIENT, "Entra ID is throttling token requests", None),
+    90024: (OutcomeKind.TRANSIENT, "Entra ID had a transient error", None),
+    90033: (OutcomeKind.TRANSIENT, "Entra ID is temporarily unavailable", None),
+    90006: (OutcomeKind.TRANSIENT, "Entra ID had an internal error", None),
+    50033: (OutcomeKind.TRANSIENT, "Entra ID asked for a retry", None),
+    70021: (
+        OutcomeKind.TRANSIENT,
+        "no matching federated identity credential (normal for a few minutes after one is created)",
+        "If this persists, check the app's federated credential: issuer, subject (the managed "
+        "identity's principal ID) and audience api://AzureADTokenExchange.",
+    ),
+    700024: (OutcomeKind.TRANSIENT, "the client assertion is outside its valid time range", None),
+}
+
+_ARM_FORBIDDEN = (
+    "Ask the customer's administrator why the partner's service principal (client ID {client_id}) "
+    "may not call Azure Resource Manager (a policy or a deny assignment), then relink."
+)
+
+
+def aadsts_code(error: BaseException) -> int | None:
+    match = _AADSTS.search(str(error))
+    return int(match.group(1)) if match else None
+
+
+def retry_after_seconds(error: BaseException, *, now: float | None = None) -> float | None:
+    """The server's Retry-After (or retry-after-ms) as seconds, when the error carries one."""
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("x-ms-retry-after-ms", 0.001)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def _status(error: BaseException) -> int | None:
+    status = getattr(error, "status_code", None)
+    if status is None:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _arm_error_code(error: BaseException) -> str | None:
+    inner = getattr(error, "error", None)
+    code = getattr(inner, "code", None)
+    return code if isinstance(code, str) else None
+
+
+def transient(reason: str, *, code: str | None = None, retry_after: float | None = None) -> Outcome:
+    return Outcome(OutcomeKind.TRANSIENT, reason, code=code, retry_after=retry_after)
+
+
+def classify_error(
+    error: BaseException, *, stage: Stage, client_id: str, secret_name: str | None = None
+) -> Outcome:
+    """Map an exception raised while linking to the outcome it means."""
+    names = {"client_id": client_id, "secret_name": secret_name or "(none: federated identity)"}
+
+    if isinstance(error, ServiceRequestError | ServiceResponseError | asyncio.TimeoutError | OSError):
+        return transient(f"{stage.value}: network error ({type(error).__name__})", code="network")
+
+    code = aadsts_code(error) if stage is Stage.TOKEN else None
+    if code is not None:
+        kind, reason, remediation = _AADSTS_CODES.get(code, _unknown_aadsts(error))
+        return Outcome(
+            kind,
+            f"sign-in to the customer tenant failed: {reason}",
+            code=f"AADSTS{code}",
+            remediation=remediation.format(**names) if remediation else None,
+            retry_after=retry_after_seconds(error) if kind is OutcomeKind.TRANSIENT else None,
+        )
+
+    status = _status(error)
+    if status == 429 or (status is not None and status >= 500) or status == 408:
+        return transient(
+            f"{stage.value}: HTTP {status} from the service",
+            code=f"HTTP{status}",
+            retry_after=retry_after_seconds(error),
+        )
+
+    if stage is Stage.KEY_VAULT:
+        if isinstance(error, KeyVaultNotConfigured):
+            reason = "Key Vault is not configured or the secret is empty"
+            remediation = "Set KEY_VAULT_URL and store the credential in Key Vault secret {secret_name}."
+        elif isinstance(error, ResourceNotFoundError):
+            reason, remediation = (
+                "the Key Vault secret does not exist",
+                "Create Key Vault secret {secret_name}.",
+            )
+        else:
+            reason = "the Function App cannot read the Key Vault secret"
+            remediation = "Grant the Function App's identity the Key Vault Secrets User role on the vault."
+        return Outcome(
+            OutcomeKind.PARTNER_CREDENTIAL_BROKEN,
+            reason,
+            code="KeyVault" + (f"HTTP{status}" if status else type(error).__name__),
+            remediation=remediation.format(**names),
+        )
+
+    if stage is Stage.TOKEN:
+        # No AADSTS code: our side could not even produce a credential (managed identity missing,
+        # unreadable certificate, ...). That breaks every tenant using this identity.
+        return Outcome(
+            OutcomeKind.PARTNER_CREDENTIAL_BROKEN,
+            f"could not get a token for the customer tenant ({type(error).__name__})",
+            code=type(error).__name__,
+            remediation="Check the Function App's managed identity (AZURE_CLIENT_ID) and the app's "
+            "credentials; see the operations runbook.",
+        )
+
+    arm_code = _arm_error_code(error)
+    if arm_code == "PartnerIdInvalid":
+        return Outcome(
+            OutcomeKind.INVALID_PARTNER_ID,
+            "Microsoft does not recognise the partner ID",
+            code=arm_code,
+            remediation="Use the Associated Partner ID (location MPN ID) shown in Partner Center, "
+            "not the global (virtual organisation) ID.",
+        )
+    if isinstance(error, ClientAuthenticationError) and status == 403:
+        return Outcome(
+            OutcomeKind.NEEDS_CUSTOMER_ACTION,
+            "Azure Resource Manager refused the call (forbidden)",
+            code=arm_code or "HTTP403",
+            remediation=_ARM_FORBIDDEN.format(**names),
+        )
+    if status == 401:
+        # Wrong audience or an expired token: a fresh token on the next attempt fixes the latter.
+        return transient("arm: the access token was refused", code=arm_code or "HTTP401")
+    if isinstance(error, HttpResponseError):
+        return transient(f"arm: unexpected HTTP {status} ({arm_code or 'no error code'})", code=arm_code)
+    return transient(f"{stage.value}: unexpected error ({type(error).__name__})", code=type(error).__name__)
+
+
+def _unknown_aadsts(error: BaseException) -> tuple[OutcomeKind, str, str | None]:
+    status = _status(error)
+    if status is not None and (status >= 500 or status == 429):
+        return OutcomeKind.TRANSIENT, "Entra ID returned a retryable error", None
+    return (
+        OutcomeKind.NEEDS_CUSTOMER_ACTION,
+        "Entra ID refused the sign-in",
+        "Look up the AADSTS code in Microsoft's error reference and resolve it with the customer's "
+        "administrator, then relink.",
+    )

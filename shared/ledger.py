@@ -1,0 +1,325 @@
+"""The ledger in Table Storage: the current state of every link and an append-only history per tenant.
+
+One table, partitioned by customer tenant, so that a state change, its history event and the
+message receipt that makes redelivery harmless are written in one atomic transaction:
+- `link~{clientId}`: current state of the identity's link in that tenant;
+- `event~{inverted time}~{id}`: history, newest first;
+- `receipt~{hash of message id}`: which message produced which event.
+Nothing secret is ever put in an entity: outcomes carry no secret by construction, and only
+Key Vault secret *names* are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.core.pipeline.transport import AioHttpTransport
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient
+
+from .outcomes import Outcome, OutcomeKind
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_TENANT = "unknown-tenant"
+"""Partition for rejected messages that did not even carry a valid customer tenant ID."""
+
+_STATE = "link~"
+_EVENT = "event~"
+_RECEIPT = "receipt~"
+_INVERT = 10**20 - 1
+_MAX_WRITE_ATTEMPTS = 6
+_SUCCESS_KINDS = {OutcomeKind.LINKED, OutcomeKind.UPDATED, OutcomeKind.ALREADY_LINKED}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one processing attempt was about (the safe, validated parts of a message)."""
+
+    message_id: str
+    source: str
+    customer_tenant_id: str | None = None
+    client_id: str | None = None
+    identity_type: str | None = None
+    key_vault_secret_name: str | None = None
+    partner_id: str | None = None
+    customer_name: str | None = None
+    correlation_id: str | None = None
+    delivery_count: int = 1
+    duration_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A message already recorded; redeliveries of a terminal one are answered from here."""
+
+    message_id: str
+    outcome: OutcomeKind
+    reason: str
+    event_row_key: str
+
+    @property
+    def is_terminal(self) -> bool:
+        return not self.outcome.is_retryable
+
+
+@dataclass(frozen=True)
+class Recorded:
+    event_row_key: str | None
+    duplicate: bool
+
+
+def receipt_row_key(message_id: str) -> str:
+    # Message ids may hold characters a RowKey may not ('/', '#', '?'): store a digest.
+    return _RECEIPT + hashlib.sha256(message_id.encode("utf-8")).hexdigest()[:40]
+
+
+def _event_row_key(now: datetime) -> str:
+    micros = int(now.timestamp() * 1_000_000)
+    return f"{_EVENT}{_INVERT - micros:020d}~{uuid.uuid4().hex[:8]}"
+
+
+def _clean(entity: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in entity.items() if value is not None}
+
+
+class Ledger:
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        transport: AioHttpTransport | None = None,
+        credential: AsyncTokenCredential | None = None,
+    ) -> Ledger:
+        extra: dict[str, Any] = {"transport": transport} if transport is not None else {}
+        if settings.ledger_connection_string:
+            table = TableClient.from_connection_string(
+                settings.ledger_connection_string, settings.ledger_table, **extra
+            )
+        else:
+            assert settings.ledger_table_service_uri and credential is not None
+            table = TableClient(
+                settings.ledger_table_service_uri, settings.ledger_table, credential=credential, **extra
+            )
+        return cls(table)
+
+    async def ensure_table(self) -> None:
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if not self._ready:
+                try:
+                    await self._table.create_table()
+                except ResourceExistsError:
+                    pass
+                self._ready = True
+
+    async def close(self) -> None:
+        await self._table.close()
+
+    @staticmethod
+    def partition(attempt: Attempt) -> str:
+        return attempt.customer_tenant_id or UNKNOWN_TENANT
+
+    async def find_receipt(self, customer_tenant_id: str | None, message_id: str) -> Receipt | None:
+        await self.ensure_table()
+        rows = await self._point_reads(customer_tenant_id or UNKNOWN_TENANT, [receipt_row_key(message_id)])
+        entity = next(iter(rows.values()), None)
+        return _receipt(entity) if entity else None
+
+    async def _point_reads(self, partition: str, row_keys: list[str]) -> dict[str, dict[str, Any]]:
+        """Fetch several rows of one partition in a single request."""
+        clauses = " or ".join(f"RowKey eq @r{index}" for index in range(len(row_keys)))
+        parameters = {"pk": partition, **{f"r{index}": key for index, key in enumerate(row_keys)}}
+        found: dict[str, dict[str, Any]] = {}
+        async for entity in self._table.query_entities(
+            f"PartitionKey eq @pk and ({clauses})", parameters=parameters
+        ):
+            found[entity["RowKey"]] = dict(entity) | {"_etag": entity.metadata["etag"]}
+        return found
+
+    async def record(self, attempt: Attempt, outcome: Outcome) -> Recorded:
+        """Write the outcome: state (unless rejected), history event and receipt, atomically.
+
+        A terminal receipt for the same message means this is a redelivery: nothing is written.
+        Concurrent writers for the same link are serialised by ETags; the loser re-reads and retries.
+        """
+        await self.ensure_table()
+        partition = self.partition(attempt)
+        receipt_key = receipt_row_key(attempt.message_id)
+        state_key = f"{_STATE}{attempt.client_id}" if attempt.client_id else None
+        keys = [receipt_key] + ([state_key] if state_key else [])
+
+        for _ in range(_MAX_WRITE_ATTEMPTS):
+            rows = await self._point_reads(partition, keys)
+            existing_receipt = rows.get(receipt_key)
+            if existing_receipt is not None and _receipt(existing_receipt).is_terminal:
+                return Recorded(event_row_key=existing_receipt.get("EventRowKey"), duplicate=True)
+
+            now = datetime.now(UTC)
+            event_key = _event_row_key(now)
+            operations: list[Any] = [("create", self._event(partition, event_key, attempt, outcome, now))]
+            receipt = _clean(
+                {
+                    "PartitionKey": partition,
+                    "RowKey": receipt_key,
+                    "MessageId": attempt.message_id,
+                    "Outcome": outcome.kind.value,
+                    "Reason": outcome.reason,
+                    "EventRowKey": event_key,
+                    "RecordedAt": now,
+                }
+            )
+            operations.append(_write(receipt, existing_receipt))
+            if state_key and outcome.kind is not OutcomeKind.REJECTED:
+                previous = rows.get(state_key)
+                operations.append(
+                    _write(_state(partition, state_key, attempt, outcome, now, previous), previous)
+                )
+            try:
+                await self._table.submit_transaction(operations)
+            except HttpResponseError as err:  # TableTransactionError for a failed batch
+                if err.status_code in (409, 412):
+                    continue  # another writer got there first: read again and decide again
+                raise
+            return Recorded(event_row_key=event_key, duplicate=False)
+        raise RuntimeError("ledger: too many concurrent writers for this link; giving up on this attempt")
+
+    @staticmethod
+    def _event(
+        partition: str, row_key: str, attempt: Attempt, outcome: Outcome, now: datetime
+    ) -> dict[str, Any]:
+        return _clean(
+            {
+                "PartitionKey": partition,
+                "RowKey": row_key,
+                "EventTime": now,
+                "Source": attempt.source,
+                "MessageId": attempt.message_id,
+                "DeliveryCount": attempt.delivery_count,
+                "ClientId": attempt.client_id,
+                "IdentityType": attempt.identity_type,
+                "CustomerName": attempt.customer_name,
+                "CorrelationId": attempt.correlation_id,
+                "RequestedPartnerId": attempt.partner_id,
+                "Outcome": outcome.kind.value,
+                "Reason": outcome.reason,
+                "Code": outcome.code,
+                "Remediation": outcome.remediation,
+                "Details": "\n".join(outcome.details) or None,
+                "PartnerId": outcome.partner_id,
+                "PreviousPartnerId": outcome.previous_partner_id,
+                "ObjectId": outcome.object_id,
+                "LinkVersion": outcome.link_version,
+                "RetryAfterSeconds": outcome.retry_after,
+                "DurationMs": round(attempt.duration_ms, 1),
+            }
+        )
+
+    async def link_states(self, customer_tenant_id: str) -> list[dict[str, Any]]:
+        return await self._range(customer_tenant_id, _STATE, limit=None)
+
+    async def history(self, customer_tenant_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        return await self._range(customer_tenant_id, _EVENT, limit=limit)
+
+    async def _range(self, partition: str, prefix: str, *, limit: int | None) -> list[dict[str, Any]]:
+        await self.ensure_table()
+        entities: list[dict[str, Any]] = []
+        query = self._table.query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            parameters={"pk": partition, "lo": prefix, "hi": prefix[:-1] + chr(ord(prefix[-1]) + 1)},
+            results_per_page=min(limit or 1000, 1000),
+        )
+        async for entity in query:
+            entities.append(dict(entity))
+            if limit is not None and len(entities) >= limit:
+                break
+        return entities
+
+    async def all_link_states(self) -> AsyncIterator[dict[str, Any]]:
+        """Every link's current state, across all tenants, page by page."""
+        await self.ensure_table()
+        query = self._table.query_entities(
+            "RowKey ge @lo and RowKey lt @hi", parameters={"lo": _STATE, "hi": "link\x7f"}
+        )
+        async for entity in query:
+            yield dict(entity)
+
+
+def _write(entity: dict[str, Any], previous: dict[str, Any] | None) -> tuple[Any, ...]:
+    if previous is None:
+        return ("create", entity)
+    return (
+        "update",
+        entity,
+        {
+            "mode": UpdateMode.REPLACE,
+            "etag": previous["_etag"],
+            "match_condition": MatchConditions.IfNotModified,
+        },
+    )
+
+
+def _receipt(entity: dict[str, Any]) -> Receipt:
+    return Receipt(
+        message_id=entity.get("MessageId", ""),
+        outcome=OutcomeKind(entity["Outcome"]),
+        reason=entity.get("Reason", ""),
+        event_row_key=entity.get("EventRowKey", ""),
+    )
+
+
+def _state(
+    partition: str,
+    row_key: str,
+    attempt: Attempt,
+    outcome: Outcome,
+    now: datetime,
+    previous: dict[str, Any] | None,
+) -> dict[str, Any]:
+    before = previous or {}
+    succeeded = outcome.kind.is_success
+    return _clean(
+        {
+            "PartitionKey": partition,
+            "RowKey": row_key,
+            "CustomerTenantId": attempt.customer_tenant_id,
+            "ClientId": attempt.client_id,
+            "IdentityType": attempt.identity_type,
+            "KeyVaultSecretName": attempt.key_vault_secret_name,
+            "CustomerName": attempt.customer_name or before.get("CustomerName"),
+            "CorrelationId": attempt.correlation_id or before.get("CorrelationId"),
+            "PartnerId": attempt.partner_id,
+            # What Microsoft holds for this identity, as far as we last saw.
+            "LinkedPartnerId": outcome.partner_id or before.get("LinkedPartnerId"),
+            "PreviousPartnerId": outcome.previous_partner_id or before.get("PreviousPartnerId"),
+            "ObjectId": outcome.object_id or before.get("ObjectId"),
+            "LinkVersion": outcome.link_version or before.get("LinkVersion"),
+            "Outcome": outcome.kind.value,
+            "Reason": outcome.reason,
+            "Code": outcome.code,
+            "Remediation": outcome.remediation,
+            "LastCheckedAt": now,
+            "LastLinkedAt": now if outcome.kind in _SUCCESS_KINDS else before.get("LastLinkedAt"),
+            "ConsecutiveFailures": 0 if succeeded else int(before.get("ConsecutiveFailures", 0)) + 1,
+            "LastMessageId": attempt.message_id,
+            "FirstSeenAt": before.get("FirstSeenAt", now),
+        }
+    )

@@ -1,0 +1,331 @@
+"""The `customer-onboarded` message (v1): strict parsing with a precise reason for every rejection.
+
+Rejection details name the field and what is wrong with it, never the value: a value could be a
+credential someone pasted into the wrong field, and details end up in logs and the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from .settings import PARTNER_ID_PATTERN
+
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+_MAX_DETAILS = 20
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_NIL_GUID = "00000000-0000-0000-0000-000000000000"
+_KEY_VAULT_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+_SAFE_FIELD_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# Field names that only ever hold a credential.
+_SECRET_KEY = re.compile(
+    r"(secret(?!name)|passw|pwd|token|assertion|private.?key|client.?key|access.?key|api.?key|"
+    r"account.?key|connection.?string|credential|signature|\bsas\b)",
+    re.IGNORECASE,
+)
+# Values shaped like credentials: Entra client secrets, JWTs, PEM blocks, connection strings.
+_SECRET_VALUE = re.compile(
+    r"([A-Za-z0-9_~.\-]{3}\dQ~[A-Za-z0-9_~.\-]{31,34}"
+    r"|eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\."
+    r"|-----BEGIN [A-Z ]*(PRIVATE KEY|CERTIFICATE)"
+    r"|(AccountKey|SharedAccessKey|SharedAccessSignature|client_secret|password|pwd)\s*="
+    r"|[?&]sig=[A-Za-z0-9%+/=]{20,}"
+    r"|[A-Za-z0-9+/]{86}==)",
+    re.IGNORECASE,
+)
+
+
+class IdentityType(StrEnum):
+    FEDERATED = "federated"
+    SECRET = "secret"
+    CERTIFICATE = "certificate"
+
+
+class RejectionReason(StrEnum):
+    NOT_JSON = "not-json"
+    TOO_LARGE = "too-large"
+    INVALID_FIELD = "invalid-field"
+    UNSUPPORTED_SCHEMA_VERSION = "unsupported-schema-version"
+    SECRET_IN_MESSAGE = "secret-in-message"
+
+
+class MessageRejected(ValueError):
+    """The message can never be processed; `details` say what is wrong, field by field."""
+
+    def __init__(
+        self, reason: RejectionReason, details: list[str], *, customer_tenant_id: str | None = None
+    ) -> None:
+        if len(details) > _MAX_DETAILS:
+            details = details[:_MAX_DETAILS] + [f"({len(details) - _MAX_DETAILS} more problems not shown)"]
+        self.reason = reason
+        self.details = tuple(details)
+        self.customer_tenant_id = customer_tenant_id
+        """The message's tenant when that field alone was valid, so the rejection is filed under it."""
+        super().__init__(f"{reason.value}: " + "; ".join(details))
+
+
+@dataclass(frozen=True)
+class Identity:
+    type: IdentityType
+    client_id: str
+    key_vault_secret_name: str | None = None
+
+
+@dataclass(frozen=True)
+class OnboardingRequest:
+    customer_tenant_id: str
+    identity: Identity
+    partner_id: str
+    partner_id_defaulted: bool
+    customer_name: str | None = None
+    correlation_id: str | None = None
+    schema_version: int = 1
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _field_name(key: str) -> str:
+    return key if _SAFE_FIELD_NAME.match(key) else "<unprintable field name>"
+
+
+def _walk(value: Any, path: str) -> Iterator[tuple[str, str | None, Any]]:
+    """Yield (path, key, value) for every node of a JSON document."""
+    if isinstance(value, dict):
+        for key, child in value.items():
+            child_path = f"{path}.{_field_name(key)}" if path else _field_name(key)
+            yield child_path, key, child
+            yield from _walk(child, child_path)
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            child_path = f"{path}[{index}]"
+            yield child_path, None, child
+            yield from _walk(child, child_path)
+
+
+def find_credentials(document: Any) -> list[str]:
+    """Paths of every field that holds, or is named like, a credential."""
+    found = []
+    for path, key, value in _walk(document, ""):
+        named_like_secret = (
+            key is not None and _SECRET_KEY.search(key) is not None and value not in ("", None)
+        )
+        shaped_like_secret = (key is not None and _SECRET_VALUE.search(key) is not None) or (
+            isinstance(value, str) and _SECRET_VALUE.search(value) is not None
+        )
+        if named_like_secret or shaped_like_secret:
+            found.append(path)
+    return found
+
+
+def _tenant_hint(document: Any) -> str | None:
+    if isinstance(document, dict):
+        value = document.get("customerTenantId")
+        if isinstance(value, str) and _GUID.match(value) and value != _NIL_GUID:
+            return value.lower()
+    return None
+
+
+def _guid(problems: list[str], document: dict[str, Any], key: str, path: str) -> str | None:
+    value = document.get(key)
+    if value is None:
+        problems.append(f"{path}: required")
+    elif not isinstance(value, str):
+        problems.append(f"{path}: must be a string (a GUID), got {_json_type(value)}")
+    elif not _GUID.match(value):
+        problems.append(f"{path}: must be a GUID like 00000000-0000-0000-0000-000000000000")
+    elif value == _NIL_GUID:
+        problems.append(f"{path}: must not be the nil GUID")
+    else:
+        return value.lower()
+    return None
+
+
+def _optional_text(problems: list[str], document: dict[str, Any], key: str, max_length: int) -> str | None:
+    if key not in document:
+        return None
+    value = document[key]
+    if not isinstance(value, str):
+        problems.append(f"{key}: must be a string, got {_json_type(value)}")
+    elif not value.strip():
+        problems.append(f"{key}: must not be empty")
+    elif len(value) > max_length:
+        problems.append(f"{key}: must be at most {max_length} characters, got {len(value)}")
+    elif _CONTROL.search(value):
+        problems.append(f"{key}: must not contain control characters")
+    else:
+        return value
+    return None
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _unknown_fields(problems: list[str], document: dict[str, Any], allowed: set[str], prefix: str) -> None:
+    for key in document:
+        if key not in allowed:
+            problems.append(
+                f"{prefix}{_field_name(key)}: unknown field (allowed: {', '.join(sorted(allowed))})"
+            )
+
+
+_TOP_FIELDS = {"schemaVersion", "customerTenantId", "identity", "partnerId", "customerName", "correlationId"}
+_IDENTITY_FIELDS = {"type", "clientId", "keyVaultSecretName"}
+
+
+def _decode(body: bytes, max_bytes: int) -> Any:
+    if len(body) > max_bytes:
+        raise MessageRejected(
+            RejectionReason.TOO_LARGE, [f"message: {len(body)} bytes, more than the limit of {max_bytes}"]
+        )
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise MessageRejected(
+            RejectionReason.NOT_JSON, [f"message: not valid UTF-8 (byte {err.start})"]
+        ) from None
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+    except _DuplicateKey as err:
+        detail = f"{_field_name(err.key)}: appears more than once"
+        raise MessageRejected(RejectionReason.NOT_JSON, [detail]) from None
+    except json.JSONDecodeError as err:
+        detail = f"message: not JSON ({err.msg} at line {err.lineno} column {err.colno})"
+        raise MessageRejected(RejectionReason.NOT_JSON, [detail]) from None
+    except RecursionError:
+        raise MessageRejected(RejectionReason.NOT_JSON, ["message: nested too deeply"]) from None
+
+
+def parse_onboarding_message(body: bytes, *, default_partner_id: str, max_bytes: int) -> OnboardingRequest:
+    """Parse and validate a message body, or raise MessageRejected with every problem found."""
+    document = _decode(body, max_bytes)
+    tenant_hint = _tenant_hint(document)
+    credentials = find_credentials(document)
+    if credentials:
+        raise MessageRejected(
+            RejectionReason.SECRET_IN_MESSAGE,
+            [
+                f"{path}: looks like a credential (secret, password, key or token); a message may carry "
+                "only a Key Vault secret name, never the credential itself"
+                for path in credentials
+            ],
+            customer_tenant_id=tenant_hint,
+        )
+    if not isinstance(document, dict):
+        raise MessageRejected(
+            RejectionReason.INVALID_FIELD, [f"message: must be a JSON object, got {_json_type(document)}"]
+        )
+
+    version = document.get("schemaVersion")
+    if version is None:
+        raise MessageRejected(RejectionReason.INVALID_FIELD, ["schemaVersion: required"])
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise MessageRejected(
+            RejectionReason.INVALID_FIELD,
+            [f"schemaVersion: must be an integer, got {_json_type(version)}"],
+        )
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        supported = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
+        raise MessageRejected(
+            RejectionReason.UNSUPPORTED_SCHEMA_VERSION,
+            [f"schemaVersion: version {version} is not supported (supported: {supported})"],
+            customer_tenant_id=tenant_hint,
+        )
+
+    problems: list[str] = []
+    _unknown_fields(problems, document, _TOP_FIELDS, "")
+    tenant_id = _guid(problems, document, "customerTenantId", "customerTenantId")
+    identity = _parse_identity(problems, document.get("identity"))
+
+    partner_id = default_partner_id
+    defaulted = "partnerId" not in document
+    if not defaulted:
+        raw = document["partnerId"]
+        if not isinstance(raw, str):
+            problems.append(f"partnerId: must be a string of 6 to 10 digits, got {_json_type(raw)}")
+        elif not PARTNER_ID_PATTERN.match(raw):
+            problems.append("partnerId: must be 6 to 10 digits (the Associated Partner ID)")
+        else:
+            partner_id = raw
+
+    customer_name = _optional_text(problems, document, "customerName", 256)
+    correlation_id = _optional_text(problems, document, "correlationId", 128)
+
+    if problems:
+        raise MessageRejected(RejectionReason.INVALID_FIELD, problems, customer_tenant_id=tenant_hint)
+    assert tenant_id is not None and identity is not None
+    return OnboardingRequest(
+        customer_tenant_id=tenant_id,
+        identity=identity,
+        partner_id=partner_id,
+        partner_id_defaulted=defaulted,
+        customer_name=customer_name,
+        correlation_id=correlation_id,
+        schema_version=version,
+    )
+
+
+def _parse_identity(problems: list[str], raw: Any) -> Identity | None:
+    if raw is None:
+        problems.append("identity: required")
+        return None
+    if not isinstance(raw, dict):
+        problems.append(f"identity: must be an object, got {_json_type(raw)}")
+        return None
+    _unknown_fields(problems, raw, _IDENTITY_FIELDS, "identity.")
+    client_id = _guid(problems, raw, "clientId", "identity.clientId")
+
+    identity_type: IdentityType | None = None
+    raw_type = raw.get("type")
+    allowed = ", ".join(t.value for t in IdentityType)
+    if raw_type is None:
+        problems.append(f"identity.type: required (one of: {allowed})")
+    elif not isinstance(raw_type, str) or raw_type not in {t.value for t in IdentityType}:
+        problems.append(f"identity.type: must be one of: {allowed}")
+    else:
+        identity_type = IdentityType(raw_type)
+
+    secret_name = raw.get("keyVaultSecretName")
+    if identity_type is IdentityType.FEDERATED and "keyVaultSecretName" in raw:
+        problems.append(
+            "identity.keyVaultSecretName: not allowed for a federated identity (it needs no secret)"
+        )
+        secret_name = None
+    elif identity_type in (IdentityType.SECRET, IdentityType.CERTIFICATE):
+        if secret_name is None:
+            problems.append(f"identity.keyVaultSecretName: required for a {identity_type.value} identity")
+        elif not isinstance(secret_name, str) or not _KEY_VAULT_NAME.match(secret_name):
+            problems.append("identity.keyVaultSecretName: must be 1-127 letters, digits or dashes")
+            secret_name = None
+
+    if client_id is None or identity_type is None:
+        return None
+    return Identity(type=identity_type, client_id=client_id, key_vault_secret_name=secret_name)

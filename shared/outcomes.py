@@ -1,0 +1,55 @@
+"""The one outcome type every path through the product ends in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class OutcomeKind(StrEnum):
+    """What happened to a link; the values are the product's vocabulary (logs, ledger, API)."""
+
+    LINKED = "linked"
+    ALREADY_LINKED = "already-linked"
+    UPDATED = "updated"
+    KEPT_OTHER_PARTNER = "kept-other-partner"
+    NEEDS_CUSTOMER_ACTION = "needs-customer-action"
+    PARTNER_CREDENTIAL_BROKEN = "partner-credential-broken"
+    INVALID_PARTNER_ID = "invalid-partner-id"
+    TRANSIENT = "transient"
+    REJECTED = "rejected"
+
+    @property
+    def is_success(self) -> bool:
+        return self in _SUCCESS
+
+    @property
+    def is_retryable(self) -> bool:
+        """Worth another attempt later without anyone changing anything."""
+        return self is OutcomeKind.TRANSIENT
+
+
+_SUCCESS = frozenset(
+    {OutcomeKind.LINKED, OutcomeKind.ALREADY_LINKED, OutcomeKind.UPDATED, OutcomeKind.KEPT_OTHER_PARTNER}
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one attempt, safe to log and store: it never holds a secret or raw input."""
+
+    kind: OutcomeKind
+    reason: str
+    code: str | None = None
+    """Machine-readable cause: an AADSTS code, an ARM error code or a rejection reason."""
+    remediation: str | None = None
+    """A sentence a partner can act on, for outcomes that need someone to do something."""
+    partner_id: str | None = None
+    previous_partner_id: str | None = None
+    object_id: str | None = None
+    """The object id of the identity's service principal in the customer tenant."""
+    link_version: int | None = None
+    retry_after: float | None = None
+    """Seconds the server asked us to wait (transient outcomes only)."""
+    details: tuple[str, ...] = field(default=())
+    """Every problem found, for rejections (field and reason, never the value)."""

@@ -1,0 +1,159 @@
+"""Every setting the product reads, validated in one place at start-up."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlparse
+
+PARTNER_ID_PATTERN = re.compile(r"^[0-9]{6,10}$")
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+class OnOtherPartner(StrEnum):
+    """What to do when the identity is already linked to a different partner ID."""
+
+    UPDATE = "update"
+    KEEP = "keep"
+
+
+@dataclass(frozen=True)
+class Settings:
+    partner_id: str
+    onboarding_queue: str
+    on_other_partner: OnOtherPartner
+    ledger_connection_string: str | None
+    """Connection string of the ledger's storage (local development, Azurite)."""
+    ledger_table_service_uri: str | None
+    """Table endpoint for identity-based access (Azure)."""
+    ledger_table: str
+    authority_host: str
+    arm_endpoint: str
+    key_vault_url: str | None
+    key_vault_verify_challenge_resource: bool
+    managed_identity_client_id: str | None
+    federated_token_audience: str
+    ca_bundle: str | None
+    """Extra CA bundle to trust (local sandbox only); None means the system's trust store."""
+    max_message_bytes: int
+    arm_retry_total: int
+    http_timeout_seconds: float
+
+    @property
+    def connection_verify(self) -> str | bool:
+        return self.ca_bundle or True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the settings; raises SettingsError naming the first bad one."""
+        return _Reader(os.environ if env is None else env).settings()
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def _get(self, name: str, default: str | None = None) -> str | None:
+        value = self._env.get(name, "").strip()
+        return value or default
+
+    def _required(self, name: str) -> str:
+        value = self._get(name)
+        if value is None:
+            raise SettingsError(f"setting {name} is required but not set")
+        return value
+
+    def _https_url(self, name: str, default: str | None = None) -> str | None:
+        value = self._get(name, default)
+        if value is None:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme != "https" or not parsed.netloc:
+            raise SettingsError(f"setting {name} must be an https:// URL")
+        return value.rstrip("/")
+
+    def _int(self, name: str, default: int, lowest: int, highest: int) -> int:
+        raw = self._get(name, str(default))
+        assert raw is not None
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"setting {name} must be an integer") from None
+        if not lowest <= value <= highest:
+            raise SettingsError(f"setting {name} must be between {lowest} and {highest}")
+        return value
+
+    def _bool(self, name: str, default: bool) -> bool:
+        raw = (self._get(name) or str(default)).lower()
+        if raw not in {"true", "false"}:
+            raise SettingsError(f"setting {name} must be true or false")
+        return raw == "true"
+
+    def settings(self) -> Settings:
+        partner_id = self._required("PARTNER_ID")
+        if not PARTNER_ID_PATTERN.match(partner_id):
+            raise SettingsError("setting PARTNER_ID must be 6 to 10 digits (the Associated Partner ID)")
+
+        on_other = self._get("ON_OTHER_PARTNER", OnOtherPartner.UPDATE.value)
+        assert on_other is not None
+        try:
+            on_other_partner = OnOtherPartner(on_other.lower())
+        except ValueError:
+            raise SettingsError("setting ON_OTHER_PARTNER must be 'update' or 'keep'") from None
+
+        connection_string = self._get("LedgerStorage")
+        table_uri = self._get("LedgerStorage__tableServiceUri")
+        if (connection_string is None) == (table_uri is None):
+            raise SettingsError(
+                "set exactly one of LedgerStorage (connection string) or "
+                "LedgerStorage__tableServiceUri (identity-based) for the ledger"
+            )
+        if table_uri is not None and urlparse(table_uri).scheme != "https":
+            raise SettingsError("setting LedgerStorage__tableServiceUri must be an https:// URL")
+
+        table = self._get("LEDGER_TABLE", "PalLinks")
+        assert table is not None
+        if not _TABLE_NAME.match(table):
+            raise SettingsError("setting LEDGER_TABLE must be 3-63 letters or digits, starting with a letter")
+
+        client_id = self._get("AZURE_CLIENT_ID")
+        if client_id is not None and not _GUID.match(client_id):
+            raise SettingsError("setting AZURE_CLIENT_ID must be a GUID")
+
+        ca_bundle = self._get("PAL_CA_BUNDLE")
+        if ca_bundle is not None and not Path(ca_bundle).is_file():
+            raise SettingsError("setting PAL_CA_BUNDLE must name an existing PEM file")
+
+        queue = self._get("ONBOARDING_QUEUE", "customer-onboarded")
+        assert queue is not None
+        authority = self._https_url("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com")
+        arm = self._https_url("ARM_ENDPOINT", "https://management.azure.com")
+        assert authority is not None and arm is not None
+        return Settings(
+            partner_id=partner_id,
+            onboarding_queue=queue,
+            on_other_partner=on_other_partner,
+            ledger_connection_string=connection_string,
+            ledger_table_service_uri=table_uri,
+            ledger_table=table,
+            authority_host=authority,
+            arm_endpoint=arm,
+            key_vault_url=self._https_url("KEY_VAULT_URL"),
+            key_vault_verify_challenge_resource=self._bool("KEY_VAULT_VERIFY_CHALLENGE_RESOURCE", True),
+            managed_identity_client_id=client_id,
+            federated_token_audience=self._get("FEDERATED_TOKEN_AUDIENCE", "api://AzureADTokenExchange")
+            or "api://AzureADTokenExchange",
+            ca_bundle=ca_bundle,
+            max_message_bytes=self._int("MAX_MESSAGE_BYTES", 64 * 1024, 1024, 256 * 1024),
+            arm_retry_total=self._int("ARM_RETRY_TOTAL", 2, 0, 10),
+            http_timeout_seconds=float(self._int("HTTP_TIMEOUT_SECONDS", 30, 1, 230)),
+        )
