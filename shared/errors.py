@@ -117,14 +117,14 @@ def aadsts_code(error: BaseException) -> int | None:
 def retry_after_seconds(error: BaseException, *, now: float | None = None) -> float | None:
     """The server's Retry-After (or retry-after-ms) as seconds, when the error carries one."""
     response = getattr(error, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
+    raw_headers = getattr(response, "headers", None)
+    if not raw_headers:
         return None
-    for name, scale in (("retry-after-ms", 0.001), ("x-ms-retry-after-ms", 0.001)):
-        value = headers.get(name)
-        if value:
+    headers = {str(name).lower(): str(value) for name, value in raw_headers.items()}
+    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
+        if headers.get(name):
             try:
-                return max(0.0, float(value) * scale)
+                return max(0.0, float(headers[name]) / 1000)
             except ValueError:
                 pass
     value = headers.get("retry-after")

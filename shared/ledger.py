@@ -150,7 +150,7 @@ class Ledger:
         parameters = {"pk": partition, **{f"r{index}": key for index, key in enumerate(row_keys)}}
         found: dict[str, dict[str, Any]] = {}
         async for entity in self._table.query_entities(
-            f"PartitionKey eq @pk and ({clauses})", parameters=parameters
+            f"PartitionKey eq @pk and ( {clauses} )", parameters=parameters
         ):
             found[entity["RowKey"]] = dict(entity) | {"_etag": entity.metadata["etag"]}
         return found
