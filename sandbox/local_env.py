@@ -1,0 +1,51 @@
+"""The settings a local run needs to point the real code at the sandbox and Azurite."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class _Cloud(Protocol):
+    @property
+    def authority(self) -> str: ...
+    @property
+    def arm_url(self) -> str: ...
+    @property
+    def key_vault_url(self) -> str: ...
+    @property
+    def ca_path(self) -> object: ...
+    @property
+    def identity_endpoint(self) -> str: ...
+    @property
+    def identity_header(self) -> str: ...
+
+
+def local_settings(
+    cloud: _Cloud,
+    ledger_connection_string: str,
+    *,
+    managed_identity_client_id: str,
+    partner_id: str = "1234567",
+    ledger_table: str = "PalLinks",
+) -> dict[str, str]:
+    """Environment for `shared.settings.Settings` and azure-identity's managed-identity credential.
+
+    IDENTITY_ENDPOINT/IDENTITY_HEADER are what App Service and Azure Functions set for a managed
+    identity; the sandbox serves the same protocol, so the product code path is the production one.
+    """
+    return {
+        "PARTNER_ID": partner_id,
+        "ONBOARDING_QUEUE": "customer-onboarded",
+        "LedgerStorage": ledger_connection_string,
+        "LEDGER_TABLE": ledger_table,
+        "AZURE_AUTHORITY_HOST": cloud.authority,
+        "ARM_ENDPOINT": cloud.arm_url,
+        "KEY_VAULT_URL": cloud.key_vault_url,
+        # Key Vault's challenge names a resource that must be a parent domain of the vault's host;
+        # on 127.0.0.1 no domain can be.
+        "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": "false",
+        "AZURE_CLIENT_ID": managed_identity_client_id,
+        "PAL_CA_BUNDLE": str(cloud.ca_path),
+        "IDENTITY_ENDPOINT": cloud.identity_endpoint,
+        "IDENTITY_HEADER": cloud.identity_header,
+    }

@@ -1,0 +1,100 @@
+"""Shared fixtures: Azurite (one per session) and a fresh Entra/ARM/Key Vault sandbox per test."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.azurite import Azurite
+from sandbox.cloud import CloudSandbox
+from sandbox.local_env import local_settings
+from sandbox.scenario import Scenario, load_scenario
+from shared.ledger import Ledger
+from shared.onboarding import OnboardingService
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_SCENARIO = ROOT / "sandbox" / "scenarios" / "demo.json"
+SAMPLES = ROOT / "sandbox" / "samples"
+
+PARTNER_ID = "1234567"
+OTHER_PARTNER_ID = "7654321"
+FEDERATED_APP = "81a6daa3-a704-4f3e-a1ca-45fa036d5a09"
+NORTHWIND = "53a2a22c-5cbd-47f7-b588-f5bb5f191ead"
+TAILSPIN = "d4dda931-e8e4-4937-8f81-9c578f5d5d03"
+FABRIKAM = "892ad125-0722-49b7-a665-aea7ede649e4"
+FABRIKAM_APP = "3d396df3-d832-4c8b-a51d-91fbcce04b1d"
+WOODGROVE = "a21564c4-fb83-46d4-b1ae-f4675e7d4921"
+LITWARE = "ac9630d7-e100-495c-a709-71872a194254"
+LITWARE_APP = "15e6da4c-256b-441c-a9e3-585cf41b8266"
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    with Azurite() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def scenario() -> Scenario:
+    return load_scenario(DEMO_SCENARIO)
+
+
+@pytest.fixture
+def cloud(scenario: Scenario, tmp_path: Path) -> Iterator[CloudSandbox]:
+    with CloudSandbox(scenario, state_dir=tmp_path / "cloud") as running:
+        yield running
+
+
+@pytest.fixture
+def env(
+    cloud: CloudSandbox, azurite: Azurite, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """The process environment of a local run, with a ledger table of the test's own."""
+    values = local_settings(
+        cloud,
+        azurite.connection_string,
+        managed_identity_client_id=scenario.managed_identity.client_id,
+        partner_id=PARTNER_ID,
+        ledger_table="T" + uuid.uuid4().hex[:16],
+    )
+    values["ARM_RETRY_TOTAL"] = "0"
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+async def service(settings: Settings) -> AsyncIterator[OnboardingService]:
+    built = OnboardingService.from_settings(settings)
+    yield built
+    await built.close()
+
+
+@pytest.fixture
+def ledger(service: OnboardingService) -> Ledger:
+    return service.ledger
+
+
+@pytest.fixture
+def all_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Every log record from every logger, at DEBUG, for secret scans."""
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+def onboarding_message(tenant: str, client_id: str = FEDERATED_APP, **fields: Any) -> dict[str, Any]:
+    identity: dict[str, Any] = {"type": fields.pop("identity_type", "federated"), "clientId": client_id}
+    if "secret_name" in fields:
+        identity["keyVaultSecretName"] = fields.pop("secret_name")
+    return {"schemaVersion": 1, "customerTenantId": tenant, "identity": identity, **fields}

@@ -1,0 +1,109 @@
+"""The Functions entry point: what the host indexes, and the trigger called the way the host calls it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from azure.functions.servicebus import ServiceBusMessage
+
+from conftest import NORTHWIND, WOODGROVE, onboarding_message
+from sandbox.cloud import CloudSandbox
+from sandbox.scenario import FaultRule
+from shared.onboarding import TransientFailure, reset_service
+from shared.settings import SettingsError
+
+_FUNCTIONS: dict[str, Any] = {}
+
+
+def functions() -> dict[str, Any]:
+    # get_functions() may be called only once per app object.
+    if not _FUNCTIONS:
+        import function_app
+
+        _FUNCTIONS.update(
+            {function.get_function_name(): function for function in function_app.app.get_functions()}
+        )
+    return _FUNCTIONS
+
+
+def host_message(body: dict[str, Any] | bytes, message_id: str, delivery_count: int = 1) -> ServiceBusMessage:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return ServiceBusMessage(
+        body=raw,
+        message_id=message_id,
+        delivery_count=delivery_count,
+        content_type="application/json",
+        enqueued_time_utc=datetime.now(UTC),
+        application_properties={},
+        user_properties={},
+    )
+
+
+@pytest.fixture
+async def fresh_service(env: dict[str, str]) -> AsyncIterator[None]:
+    await reset_service()
+    yield
+    await reset_service()
+
+
+def test_bindings_are_indexed_as_the_host_expects() -> None:
+    indexed = functions()
+    assert set(indexed) == {"onboard_customer"}
+    binding = json.loads(indexed["onboard_customer"].get_function_json())["bindings"]
+    assert binding == [
+        {
+            "direction": "IN",
+            "type": "serviceBusTrigger",
+            "name": "message",
+            "connection": "ServiceBusConnection",
+            "queueName": "%ONBOARDING_QUEUE%",
+        }
+    ]
+
+
+def test_core_and_adapters_do_not_import_the_sandbox_or_functions_sdk() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for path in [
+        root / "function_app.py",
+        *(root / "functions").rglob("*.py"),
+        *(root / "shared").rglob("*.py"),
+    ]:
+        text = path.read_text()
+        assert "import sandbox" not in text and "from sandbox" not in text, path
+        if path.parent.name == "shared":
+            assert "azure.functions" not in text, path
+
+
+async def test_trigger_links_and_completes(fresh_service: None, cloud: CloudSandbox) -> None:
+    handler = functions()["onboard_customer"].get_user_function()
+    result = await handler(host_message(onboarding_message(NORTHWIND), "m-1"))
+    assert result is None  # returning normally = the host completes the message
+    assert any(link["tenantId"] == NORTHWIND for link in cloud.links())
+
+
+async def test_permanent_failures_complete_and_transient_ones_raise(
+    fresh_service: None, cloud: CloudSandbox
+) -> None:
+    handler = functions()["onboard_customer"].get_user_function()
+    assert await handler(host_message(onboarding_message(WOODGROVE), "m-consent")) is None
+    assert await handler(host_message(b"not json", "m-bad")) is None
+
+    cloud.add_fault(NORTHWIND, FaultRule(target="arm", kind="status", status=503))
+    with pytest.raises(TransientFailure, match="HTTP503"):
+        await handler(host_message(onboarding_message(NORTHWIND), "m-2"))
+
+
+async def test_a_missing_setting_fails_the_invocation_naming_it(
+    fresh_service: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await reset_service()
+    monkeypatch.delenv("PARTNER_ID")
+    handler = functions()["onboard_customer"].get_user_function()
+    with pytest.raises(SettingsError, match="PARTNER_ID"):
+        await handler(host_message(onboarding_message(NORTHWIND), "m-1"))

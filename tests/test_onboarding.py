@@ -1,0 +1,317 @@
+"""Onboarding end to end through the real SDKs: the sandbox over HTTPS for Entra, ARM and Key Vault,
+Azurite for the ledger. One test per outcome, plus token reuse, redelivery and concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from typing import Any
+
+from conftest import (
+    FABRIKAM,
+    FABRIKAM_APP,
+    FEDERATED_APP,
+    LITWARE,
+    LITWARE_APP,
+    NORTHWIND,
+    OTHER_PARTNER_ID,
+    PARTNER_ID,
+    TAILSPIN,
+    WOODGROVE,
+    onboarding_message,
+)
+from sandbox.cloud import CloudSandbox
+from sandbox.scenario import FaultRule
+from shared.ledger import UNKNOWN_TENANT, Ledger
+from shared.onboarding import OnboardingService
+from shared.outcomes import Outcome, OutcomeKind
+from shared.settings import OnOtherPartner, Settings
+
+NORTHWIND_OID = "d87199a7-f53b-4dd6-813d-019f7547bffb"
+FABRIKAM_OID = "fad08631-a20d-46eb-9c68-9bb2395042d8"
+
+
+async def send(service: OnboardingService, body: dict[str, Any] | bytes, message_id: str = "m-1") -> Outcome:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return await service.handle(raw, message_id=message_id)
+
+
+def sandbox_link(cloud: CloudSandbox, tenant: str) -> dict[str, Any] | None:
+    links = [link for link in cloud.links() if link["tenantId"] == tenant and link["state"] == "Active"]
+    assert len(links) <= 1
+    return links[0] if links else None
+
+
+async def only_state(ledger: Ledger, tenant: str) -> dict[str, Any]:
+    states = await ledger.link_states(tenant)
+    assert len(states) == 1, states
+    return states[0]
+
+
+async def test_new_customer_is_linked_and_recorded(service: OnboardingService, cloud: CloudSandbox) -> None:
+    outcome = await send(
+        service, onboarding_message(NORTHWIND, customerName="Northwind", correlationId="CRM-1")
+    )
+
+    assert outcome.kind is OutcomeKind.LINKED
+    assert (outcome.partner_id, outcome.object_id, outcome.link_version) == (PARTNER_ID, NORTHWIND_OID, 1)
+    assert sandbox_link(cloud, NORTHWIND)["partnerId"] == PARTNER_ID  # type: ignore[index]
+
+    state = await only_state(service.ledger, NORTHWIND)
+    assert state["Outcome"] == "linked"
+    assert state["LinkedPartnerId"] == PARTNER_ID
+    assert state["ObjectId"] == NORTHWIND_OID
+    assert state["ConsecutiveFailures"] == 0
+    assert state["CorrelationId"] == "CRM-1"
+    assert state["LastLinkedAt"] == state["LastCheckedAt"]
+    history = await service.ledger.history(NORTHWIND)
+    assert [event["Outcome"] for event in history] == ["linked"]
+    assert history[0]["MessageId"] == "m-1"
+
+
+async def test_already_linked_customer_is_left_alone(service: OnboardingService, cloud: CloudSandbox) -> None:
+    before = sandbox_link(cloud, TAILSPIN)
+    outcome = await send(service, onboarding_message(TAILSPIN))
+    assert outcome.kind is OutcomeKind.ALREADY_LINKED
+    assert sandbox_link(cloud, TAILSPIN) == before  # no write: version unchanged
+    stats = cloud.stats()
+    assert _arm_calls(stats, TAILSPIN, "PUT") == _arm_calls(stats, TAILSPIN, "PATCH") == 0
+
+
+async def test_other_partner_is_updated_and_previous_id_recorded(
+    service: OnboardingService, cloud: CloudSandbox
+) -> None:
+    created_before = sandbox_link(cloud, FABRIKAM)["createdTime"]  # type: ignore[index]
+    body = onboarding_message(
+        FABRIKAM, FABRIKAM_APP, identity_type="secret", secret_name="fabrikam-pal-secret"
+    )
+    outcome = await send(service, body)
+
+    assert outcome.kind is OutcomeKind.UPDATED
+    assert (outcome.previous_partner_id, outcome.partner_id) == (OTHER_PARTNER_ID, PARTNER_ID)
+    link = sandbox_link(cloud, FABRIKAM)
+    assert link is not None and link["partnerId"] == PARTNER_ID and link["createdTime"] == created_before
+    state = await only_state(service.ledger, FABRIKAM)
+    assert (state["Outcome"], state["PreviousPartnerId"]) == ("updated", OTHER_PARTNER_ID)
+    assert state["KeyVaultSecretName"] == "fabrikam-pal-secret"
+
+
+async def test_other_partner_is_kept_when_configured(settings: Settings, cloud: CloudSandbox) -> None:
+    keep = OnboardingService.from_settings(
+        dataclasses.replace(settings, on_other_partner=OnOtherPartner.KEEP)
+    )
+    try:
+        body = onboarding_message(
+            FABRIKAM, FABRIKAM_APP, identity_type="secret", secret_name="fabrikam-pal-secret"
+        )
+        outcome = await send(keep, body)
+    finally:
+        await keep.close()
+    assert outcome.kind is OutcomeKind.KEPT_OTHER_PARTNER
+    assert outcome.partner_id == OTHER_PARTNER_ID and outcome.remediation
+    assert sandbox_link(cloud, FABRIKAM)["partnerId"] == OTHER_PARTNER_ID  # type: ignore[index]
+
+
+async def test_certificate_identity_is_linked(service: OnboardingService, cloud: CloudSandbox) -> None:
+    body = onboarding_message(
+        LITWARE, LITWARE_APP, identity_type="certificate", secret_name="litware-pal-cert"
+    )
+    outcome = await send(service, body)
+    assert outcome.kind is OutcomeKind.LINKED
+    assert sandbox_link(cloud, LITWARE)["partnerId"] == PARTNER_ID  # type: ignore[index]
+
+
+async def test_missing_consent_needs_customer_action(service: OnboardingService) -> None:
+    outcome = await send(service, onboarding_message(WOODGROVE))
+    assert outcome.kind is OutcomeKind.NEEDS_CUSTOMER_ACTION
+    assert outcome.code == "AADSTS700016"
+    assert (
+        outcome.remediation
+        and "admin consent" in outcome.remediation
+        and FEDERATED_APP in outcome.remediation
+    )
+    state = await only_state(service.ledger, WOODGROVE)
+    assert (state["Outcome"], state["Code"], state["ConsecutiveFailures"]) == (
+        "needs-customer-action",
+        "AADSTS700016",
+        1,
+    )
+    assert state["Remediation"] == outcome.remediation
+
+
+async def test_disabled_app_and_unknown_tenant_need_customer_action(
+    service: OnboardingService, cloud: CloudSandbox
+) -> None:
+    cloud.set_service_principal_enabled(NORTHWIND, FEDERATED_APP, False)
+    disabled = await send(service, onboarding_message(NORTHWIND), "m-disabled")
+    unknown = await send(service, onboarding_message("0d5f3c4e-1111-4a2b-9c3d-0123456789ab"), "m-unknown")
+    assert (disabled.kind, disabled.code) == (OutcomeKind.NEEDS_CUSTOMER_ACTION, "AADSTS7000112")
+    assert (unknown.kind, unknown.code) == (OutcomeKind.NEEDS_CUSTOMER_ACTION, "AADSTS90002")
+
+
+async def test_wrong_secret_is_a_broken_partner_credential_and_recovers_after_rotation(
+    service: OnboardingService, cloud: CloudSandbox
+) -> None:
+    good = cloud.secret_value("fabrikam-pal-secret")
+    cloud.set_secret("fabrikam-pal-secret", "Abc8Q~this-is-not-the-right-secret-value-000")
+    body = onboarding_message(
+        FABRIKAM, FABRIKAM_APP, identity_type="secret", secret_name="fabrikam-pal-secret"
+    )
+    broken = await send(service, body, "m-1")
+    assert (broken.kind, broken.code) == (OutcomeKind.PARTNER_CREDENTIAL_BROKEN, "AADSTS7000215")
+    assert broken.remediation and "fabrikam-pal-secret" in broken.remediation
+
+    cloud.set_secret("fabrikam-pal-secret", good)  # the partner rotates the secret in Key Vault
+    fixed = await send(service, body, "m-2")
+    assert fixed.kind is OutcomeKind.UPDATED
+    state = await only_state(service.ledger, FABRIKAM)
+    assert (state["Outcome"], state["ConsecutiveFailures"]) == ("updated", 0)
+
+
+async def test_missing_key_vault_secret_is_a_broken_partner_credential(service: OnboardingService) -> None:
+    body = onboarding_message(FABRIKAM, FABRIKAM_APP, identity_type="secret", secret_name="no-such-secret")
+    outcome = await send(service, body)
+    assert outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN
+    assert "does not exist" in outcome.reason
+
+
+async def test_unknown_partner_id_is_invalid(service: OnboardingService, cloud: CloudSandbox) -> None:
+    outcome = await send(service, onboarding_message(NORTHWIND, partnerId="1111111"))
+    assert (outcome.kind, outcome.code) == (OutcomeKind.INVALID_PARTNER_ID, "PartnerIdInvalid")
+    assert sandbox_link(cloud, NORTHWIND) is None
+
+
+async def test_throttling_is_transient_with_the_servers_retry_after(
+    service: OnboardingService, cloud: CloudSandbox
+) -> None:
+    cloud.add_fault(NORTHWIND, FaultRule(target="arm", kind="status", status=429, retry_after=17, count=1))
+    throttled = await send(service, onboarding_message(NORTHWIND), "m-1")
+    assert (throttled.kind, throttled.retry_after, throttled.code) == (OutcomeKind.TRANSIENT, 17.0, "HTTP429")
+
+    # Service Bus redelivers the same message: this time it goes through.
+    linked = await service.handle(
+        json.dumps(onboarding_message(NORTHWIND)).encode(), message_id="m-1", delivery_count=2
+    )
+    assert linked.kind is OutcomeKind.LINKED
+    history = await service.ledger.history(NORTHWIND)
+    assert [(event["Outcome"], event["DeliveryCount"]) for event in history] == [
+        ("linked", 2),
+        ("transient", 1),
+    ]
+
+
+async def test_server_errors_and_dropped_connections_are_transient(
+    service: OnboardingService, cloud: CloudSandbox
+) -> None:
+    cloud.add_fault(NORTHWIND, FaultRule(target="arm", kind="status", status=503, count=1))
+    cloud.add_fault(TAILSPIN, FaultRule(target="arm", kind="drop", count=1))
+    unavailable = await send(service, onboarding_message(NORTHWIND), "m-1")
+    dropped = await send(service, onboarding_message(TAILSPIN), "m-2")
+    assert (unavailable.kind, unavailable.code) == (OutcomeKind.TRANSIENT, "HTTP503")
+    assert (dropped.kind, dropped.code) == (OutcomeKind.TRANSIENT, "network")
+
+
+async def test_token_endpoint_faults_are_classified(service: OnboardingService, cloud: CloudSandbox) -> None:
+    cloud.add_fault(NORTHWIND, FaultRule(target="token", kind="aadsts", aadsts=53003, count=1))
+    cloud.add_fault(TAILSPIN, FaultRule(target="token", kind="aadsts", aadsts=90033, count=1))
+    blocked = await send(service, onboarding_message(NORTHWIND), "m-1")
+    busy = await send(service, onboarding_message(TAILSPIN), "m-2")
+    assert (blocked.kind, blocked.code) == (OutcomeKind.NEEDS_CUSTOMER_ACTION, "AADSTS53003")
+    assert "Conditional Access" in (blocked.remediation or "")
+    assert (busy.kind, busy.code) == (OutcomeKind.TRANSIENT, "AADSTS90033")
+
+
+async def test_put_race_is_answered_by_a_fresh_get(service: OnboardingService, cloud: CloudSandbox) -> None:
+    # A link appears between our GET and PUT: the PUT answers 409 and the linker looks again.
+    cloud.add_fault(NORTHWIND, FaultRule(target="arm", kind="latency", latency_ms=300, count=1))
+    task = asyncio.create_task(send(service, onboarding_message(NORTHWIND)))
+    await asyncio.sleep(0.15)
+    await asyncio.to_thread(cloud.set_link, NORTHWIND, NORTHWIND_OID, PARTNER_ID)
+    outcome = await task
+    assert outcome.kind is OutcomeKind.ALREADY_LINKED
+    assert _arm_calls(cloud.stats(), NORTHWIND, "PUT") == 1
+
+
+async def test_put_answering_200_with_another_partners_link_is_updated(
+    service: OnboardingService, cloud: CloudSandbox
+) -> None:
+    cloud.set_put_when_linked("ok")
+    cloud.add_fault(NORTHWIND, FaultRule(target="arm", kind="latency", latency_ms=300, count=1))
+    task = asyncio.create_task(send(service, onboarding_message(NORTHWIND)))
+    await asyncio.sleep(0.15)
+    await asyncio.to_thread(cloud.set_link, NORTHWIND, NORTHWIND_OID, OTHER_PARTNER_ID)
+    outcome = await task
+    assert (outcome.kind, outcome.previous_partner_id) == (OutcomeKind.UPDATED, OTHER_PARTNER_ID)
+    assert sandbox_link(cloud, NORTHWIND)["partnerId"] == PARTNER_ID  # type: ignore[index]
+
+
+async def test_one_token_per_tenant_however_many_messages(
+    service: OnboardingService, cloud: CloudSandbox
+) -> None:
+    cloud.reset_stats()
+    for number in range(6):
+        if number % 2:
+            cloud.delete_link(NORTHWIND, NORTHWIND_OID)  # make some of them real writes
+        outcome = await send(service, onboarding_message(NORTHWIND), f"m-{number}")
+        assert outcome.kind in {OutcomeKind.LINKED, OutcomeKind.ALREADY_LINKED}
+    await send(service, onboarding_message(TAILSPIN), "m-tailspin")
+    stats = cloud.stats()
+    assert _token_requests(stats, NORTHWIND) == 1
+    assert _token_requests(stats, TAILSPIN) == 1
+    assert _arm_calls(stats, NORTHWIND, "GET") == 6
+
+
+async def test_redelivered_message_adds_no_second_event(
+    service: OnboardingService, cloud: CloudSandbox
+) -> None:
+    first = await send(service, onboarding_message(NORTHWIND), "m-same")
+    calls_after_first = _arm_calls(cloud.stats(), NORTHWIND, "GET")
+    again = await service.handle(
+        json.dumps(onboarding_message(NORTHWIND)).encode(), message_id="m-same", delivery_count=2
+    )
+    assert first.kind is again.kind is OutcomeKind.LINKED
+    assert again.code == "duplicate-delivery"
+    assert _arm_calls(cloud.stats(), NORTHWIND, "GET") == calls_after_first
+    assert len(await service.ledger.history(NORTHWIND)) == 1
+
+
+async def test_concurrent_deliveries_of_one_message_record_one_event(service: OnboardingService) -> None:
+    body = json.dumps(onboarding_message(NORTHWIND)).encode()
+    outcomes = await asyncio.gather(*(service.handle(body, message_id="m-dup") for _ in range(4)))
+    assert {outcome.kind for outcome in outcomes} <= {OutcomeKind.LINKED, OutcomeKind.ALREADY_LINKED}
+    assert len(await service.ledger.history(NORTHWIND)) == 1
+
+
+async def test_concurrent_messages_for_one_link_lose_no_update(service: OnboardingService) -> None:
+    body = json.dumps(onboarding_message(NORTHWIND)).encode()
+    await asyncio.gather(*(service.handle(body, message_id=f"m-{number}") for number in range(5)))
+    history = await service.ledger.history(NORTHWIND)
+    assert len(history) == 5
+    assert sorted(event["MessageId"] for event in history) == [f"m-{number}" for number in range(5)]
+    state = await only_state(service.ledger, NORTHWIND)
+    assert state["LastMessageId"] in {f"m-{number}" for number in range(5)}
+    assert state["LinkedPartnerId"] == PARTNER_ID
+
+
+async def test_rejections_are_recorded_once_and_filed_by_tenant(service: OnboardingService) -> None:
+    bad_partner = await send(service, onboarding_message(NORTHWIND, partnerId="12-345"), "m-1")
+    not_json = await send(service, b"<xml/>", "m-2")
+    again = await send(service, b"<xml/>", "m-2")
+    assert bad_partner.kind is not_json.kind is again.kind is OutcomeKind.REJECTED
+    assert bad_partner.code == "invalid-field" and "partnerId" in bad_partner.reason
+    assert not_json.code == "not-json"
+
+    filed = await service.ledger.history(NORTHWIND)
+    assert [(event["Outcome"], event["Code"]) for event in filed] == [("rejected", "invalid-field")]
+    assert await service.ledger.link_states(NORTHWIND) == []  # a rejection never changes a link's state
+    unknown = await service.ledger.history(UNKNOWN_TENANT)
+    assert [(event["Outcome"], event["Code"]) for event in unknown] == [("rejected", "not-json")]
+
+
+def _token_requests(stats: dict[str, Any], tenant: str) -> int:
+    return int(stats["tokenRequests"].get(tenant, 0))
+
+
+def _arm_calls(stats: dict[str, Any], tenant: str, method: str) -> int:
+    return int(stats["armCalls"].get(tenant, {}).get(method, 0))
