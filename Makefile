@@ -19,7 +19,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 ## run: process the sample customer-onboarded messages against the local sandbox and show the ledger
 run: setup
-	$(PY) -m sandbox.demo
+	$(PY) -m sandbox.demo $(ARGS)
 
 ## test: lint, type-check and run the whole test suite (starts and stops its own local services)
 test: setup lint

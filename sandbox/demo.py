@@ -174,7 +174,7 @@ def main() -> int:
     samples = sorted(args.samples.glob("*.json"))
     with tempfile.TemporaryDirectory(prefix="pal-sandbox-") as state_dir, Azurite() as azurite:
         with CloudSandbox(scenario, state_dir=Path(state_dir)) as cloud:
-            print(f"Azurite (Table) on 127.0.0.1:{azurite.port}; Entra/ARM/Key Vault sandbox on {cloud.base_url}")
+            print(f"Azurite on 127.0.0.1:{azurite.port}; Entra/ARM/Key Vault sandbox on {cloud.base_url}")
             os.environ.update(
                 local_settings(
                     cloud,
