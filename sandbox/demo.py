@@ -165,11 +165,11 @@ def main() -> int:
     args = parser.parse_args()
 
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.INFO if args.verbose else logging.ERROR,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("azure").setLevel(logging.WARNING)
+    logging.getLogger("azure").setLevel(logging.WARNING if args.verbose else logging.ERROR)
     scenario = load_scenario(args.scenario)
     samples = sorted(args.samples.glob("*.json"))
     with tempfile.TemporaryDirectory(prefix="pal-sandbox-") as state_dir, Azurite() as azurite:
@@ -184,7 +184,8 @@ def main() -> int:
             )
             # One transient fault, to show a failed delivery and the host's redelivery.
             litware = next(t.tenant_id for t in scenario.tenants if t.name.startswith("Litware"))
-            cloud.add_fault(litware, FaultRule(target="arm", kind="status", status=503, count=1))
+            # Three 503s outlast the SDK's two in-call retries.
+            cloud.add_fault(litware, FaultRule(target="arm", kind="status", status=503, count=3))
             code = asyncio.run(_run(scenario, samples))
     print("\nServices stopped.")
     return code

@@ -97,12 +97,18 @@ class CredentialCache:
             from azure.identity.aio import ManagedIdentityCredential
 
             self._host = ManagedIdentityCredential(
-                client_id=self._settings.managed_identity_client_id, transport=self._transport
+                client_id=self._settings.managed_identity_client_id,
+                transport=self._transport,
+                retry_total=self._settings.sdk_retry_total,
             )
         return self._host
 
     def _client_kwargs(self) -> dict[str, Any]:
-        return {"authority": self._settings.authority_host, "transport": self._transport}
+        return {
+            "authority": self._settings.authority_host,
+            "transport": self._transport,
+            "retry_total": self._settings.sdk_retry_total,
+        }
 
     async def get(self, tenant_id: str, identity: Identity) -> AsyncTokenCredential:
         key: CredentialKey = (tenant_id, identity.client_id, identity.type, identity.key_vault_secret_name)
@@ -167,6 +173,7 @@ class CredentialCache:
                 self._settings.key_vault_url,
                 self.host_credential,
                 transport=self._transport,
+                retry_total=self._settings.sdk_retry_total,
                 verify_challenge_resource=self._settings.key_vault_verify_challenge_resource,
             )
         secret = await self._secret_client.get_secret(name)

@@ -31,7 +31,7 @@ class Linker:
             base_url=self._settings.arm_endpoint,
             credential_scopes=[ARM_SCOPE],
             transport=self._transport,
-            retry_total=self._settings.arm_retry_total,
+            retry_total=self._settings.sdk_retry_total,
         )
 
     async def link(

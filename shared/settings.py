@@ -45,7 +45,7 @@ class Settings:
     ca_bundle: str | None
     """Extra CA bundle to trust (local sandbox only); None means the system's trust store."""
     max_message_bytes: int
-    arm_retry_total: int
+    sdk_retry_total: int
     http_timeout_seconds: float
 
     @property
@@ -154,6 +154,6 @@ class _Reader:
             or "api://AzureADTokenExchange",
             ca_bundle=ca_bundle,
             max_message_bytes=self._int("MAX_MESSAGE_BYTES", 64 * 1024, 1024, 256 * 1024),
-            arm_retry_total=self._int("ARM_RETRY_TOTAL", 2, 0, 10),
+            sdk_retry_total=self._int("SDK_RETRY_TOTAL", 2, 0, 10),
             http_timeout_seconds=float(self._int("HTTP_TIMEOUT_SECONDS", 30, 1, 230)),
         )

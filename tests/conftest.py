@@ -63,7 +63,7 @@ def env(
         partner_id=PARTNER_ID,
         ledger_table="T" + uuid.uuid4().hex[:16],
     )
-    values["ARM_RETRY_TOTAL"] = "0"
+    values["SDK_RETRY_TOTAL"] = "0"
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values
