@@ -34,7 +34,7 @@ def test_defaults() -> None:
         ({"KEY_VAULT_URL": "vault"}, "KEY_VAULT_URL"),
         ({"PAL_CA_BUNDLE": "/nonexistent/ca.pem"}, "PAL_CA_BUNDLE"),
         ({"MAX_MESSAGE_BYTES": "lots"}, "MAX_MESSAGE_BYTES"),
-        ({"ARM_RETRY_TOTAL": "99"}, "ARM_RETRY_TOTAL"),
+        ({"SDK_RETRY_TOTAL": "99"}, "SDK_RETRY_TOTAL"),
         ({"KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": "maybe"}, "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE"),
     ],
 )

@@ -1,0 +1,347 @@
+"""The sandbox's world (apps, customer tenants, their service principals, links, faults) read from JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
+
+FaultTarget = Literal["token", "arm", "keyvault", "any"]
+FaultKind = Literal["latency", "status", "drop", "aadsts"]
+PutWhenLinked = Literal["conflict", "ok"]
+EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")  # what Key Vault accepts as a secret name
+
+
+class _Fields:
+    """One JSON object being read, with its path for error messages; unknown keys are refused (typos)."""
+
+    def __init__(self, value: object, path: str, allowed: tuple[str, ...]) -> None:
+        if not isinstance(value, dict):
+            raise ValueError(f"{path or '(top level)'}: expected an object")
+        self.value: dict[str, Any] = value
+        self.path = path
+        unknown = sorted(set(value) - set(allowed))
+        if unknown:
+            raise ValueError(f"{self.at(unknown[0])}: unknown field")
+
+    def at(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self.value.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{self.at(key)}: expected a non-empty string")
+        return value
+
+    def guid(self, key: str) -> str:
+        value = self.text(key)
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            raise ValueError(f"{self.at(key)}: not a GUID") from None
+        return value.lower()
+
+    def integer(self, key: str, default: int) -> int:
+        value = self.value.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{self.at(key)}: expected a positive integer")
+        return value
+
+    def items(self, key: str) -> list[tuple[str, object]]:
+        value = self.value.get(key, [])
+        if not isinstance(value, list):
+            raise ValueError(f"{self.at(key)}: expected a list")
+        return [(f"{self.at(key)}[{index}]", item) for index, item in enumerate(value)]
+
+    def names(self, key: str) -> tuple[str, ...]:
+        names = []
+        for path, item in self.items(key):
+            if not isinstance(item, str) or not _SECRET_NAME.match(item):
+                raise ValueError(f"{path}: expected a Key Vault secret name (1-127 letters, digits, dashes)")
+            names.append(item)
+        return tuple(names)
+
+
+_FAULT_KEYS = ("target", "kind", "latencyMs", "status", "retryAfter", "aadsts", "count", "probability")
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    """One injected fault. `count` None applies forever, otherwise each application uses one up.
+
+    latency: the request is handled on arrival and its reply held back `latency_ms` (opens race
+    windows); other faults still apply. status: that HTTP status with the target's error body and
+    Retry-After when `retry_after` is set. drop: the connection closes with no reply; aiohttp resends
+    an idempotent request (GET/PUT/DELETE) once by itself, so use count=2 or None to make the caller
+    see it. aadsts: Entra's answer for that code (target "token" only).
+    """
+
+    target: FaultTarget
+    kind: FaultKind
+    latency_ms: float = 0.0
+    status: int | None = None
+    retry_after: int | None = None  # seconds, sent as Retry-After
+    aadsts: int | None = None
+    count: int | None = None
+    probability: float = 1.0
+
+    def __post_init__(self) -> None:
+        def whole(value: object) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        if self.target not in get_args(FaultTarget):
+            raise ValueError(f"target: expected one of {', '.join(get_args(FaultTarget))}")
+        if self.kind not in get_args(FaultKind):
+            raise ValueError(f"kind: expected one of {', '.join(get_args(FaultKind))}")
+        if self.kind == "latency" and not (
+            isinstance(self.latency_ms, int | float) and not isinstance(self.latency_ms, bool)
+        ):
+            raise ValueError("latencyMs: expected a number of milliseconds")
+        if self.kind == "latency" and self.latency_ms <= 0:
+            raise ValueError("latencyMs: expected a positive number of milliseconds")
+        if self.kind == "status" and not (whole(self.status) and 400 <= cast(int, self.status) <= 599):
+            raise ValueError("status: expected an HTTP error status (400-599)")
+        if self.kind == "aadsts" and not (whole(self.aadsts) and cast(int, self.aadsts) > 0):
+            raise ValueError("aadsts: expected an AADSTS error code, such as 700016")
+        if self.kind == "aadsts" and self.target != "token":
+            raise ValueError("target: an aadsts fault needs target 'token'")
+        if self.retry_after is not None and not (whole(self.retry_after) and self.retry_after >= 0):
+            raise ValueError("retryAfter: expected whole seconds (0 or more)")
+        if self.count is not None and not (whole(self.count) and self.count >= 1):
+            raise ValueError("count: expected a positive integer, or null for forever")
+        if not (isinstance(self.probability, int | float) and 0 <= self.probability <= 1):
+            raise ValueError("probability: expected a number from 0 to 1")
+
+    @classmethod
+    def from_dict(cls, data: object, path: str = "fault") -> FaultRule:
+        """From the JSON form (camelCase keys); errors name the field under `path`."""
+        fields = _Fields(data, path, _FAULT_KEYS)
+        raw = fields.value
+        try:
+            return cls(
+                target=raw.get("target"),  # type: ignore[arg-type]  # checked in __post_init__
+                kind=raw.get("kind"),  # type: ignore[arg-type]
+                latency_ms=raw.get("latencyMs", 0.0),
+                status=raw.get("status"),
+                retry_after=raw.get("retryAfter"),
+                aadsts=raw.get("aadsts"),
+                count=raw.get("count"),
+                probability=raw.get("probability", 1.0),
+            )
+        except ValueError as err:
+            raise ValueError(f"{path}.{err}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "kind": self.kind,
+            "latencyMs": self.latency_ms,
+            "status": self.status,
+            "retryAfter": self.retry_after,
+            "aadsts": self.aadsts,
+            "count": self.count,
+            "probability": self.probability,
+        }
+
+
+@dataclass(frozen=True)
+class ManagedIdentity:
+    client_id: str
+    principal_id: str
+
+
+@dataclass(frozen=True)
+class FederatedCredential:
+    issuer: str
+    subject: str
+    audience: str = EXCHANGE_AUDIENCE
+
+
+@dataclass(frozen=True)
+class App:
+    client_id: str
+    display_name: str
+    federated_credentials: tuple[FederatedCredential, ...] = ()
+    secrets: tuple[str, ...] = ()  # Key Vault secret names: a client secret is generated into each
+    certificates: tuple[str, ...] = ()  # Key Vault secret names: a PEM key + certificate into each
+
+
+@dataclass(frozen=True)
+class ServicePrincipal:
+    client_id: str
+    object_id: str
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Link:
+    object_id: str
+    partner_id: str
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    name: str
+    service_principals: tuple[ServicePrincipal, ...] = ()
+    links: tuple[Link, ...] = ()
+    faults: tuple[FaultRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    partner_tenant_id: str
+    managed_identity: ManagedIdentity
+    known_partner_ids: Mapping[str, str]
+    apps: tuple[App, ...] = ()
+    tenants: tuple[Tenant, ...] = ()
+    put_when_linked: PutWhenLinked = "conflict"
+    token_lifetime_seconds: int = 3600
+    description: str = field(default="", compare=False)
+
+    def app(self, client_id: str) -> App | None:
+        return next((app for app in self.apps if app.client_id == client_id.lower()), None)
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return next((tenant for tenant in self.tenants if tenant.tenant_id == tenant_id.lower()), None)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Scenario:
+        top = _Fields(
+            data,
+            "",
+            (
+                "description",
+                "partnerTenantId",
+                "managedIdentity",
+                "knownPartnerIds",
+                "putWhenLinked",
+                "tokenLifetimeSeconds",
+                "apps",
+                "tenants",
+            ),
+        )
+        partner_tenant_id = top.guid("partnerTenantId")
+        identity = _Fields(top.value.get("managedIdentity"), "managedIdentity", ("clientId", "principalId"))
+        managed_identity = ManagedIdentity(identity.guid("clientId"), identity.guid("principalId"))
+        partner_ids = top.value.get("knownPartnerIds", {})
+        if not isinstance(partner_ids, dict) or not all(
+            isinstance(key, str) and key and isinstance(name, str) and name
+            for key, name in partner_ids.items()
+        ):
+            raise ValueError("knownPartnerIds: expected an object of partner ID -> partner name")
+        put_when_linked = top.value.get("putWhenLinked", "conflict")
+        if put_when_linked not in get_args(PutWhenLinked):
+            raise ValueError("putWhenLinked: expected 'conflict' or 'ok'")
+        apps = tuple(_app(path, item) for path, item in top.items("apps"))
+        _unique([(f"apps[{i}].clientId", app.client_id) for i, app in enumerate(apps)], "clientId")
+        _unique(
+            [
+                (f"apps[{i}].{kind}", name)
+                for i, app in enumerate(apps)
+                for kind, names in (("secrets", app.secrets), ("certificates", app.certificates))
+                for name in names
+            ],
+            "Key Vault secret name",
+        )
+        tenants = tuple(_tenant(path, item, apps, partner_ids) for path, item in top.items("tenants"))
+        _unique(
+            [(f"tenants[{i}].tenantId", tenant.tenant_id) for i, tenant in enumerate(tenants)], "tenantId"
+        )
+        return cls(
+            partner_tenant_id=partner_tenant_id,
+            managed_identity=managed_identity,
+            known_partner_ids=dict(partner_ids),
+            apps=apps,
+            tenants=tenants,
+            put_when_linked=put_when_linked,
+            token_lifetime_seconds=top.integer("tokenLifetimeSeconds", 3600),
+            description=str(top.value.get("description", "")),
+        )
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    return Scenario.from_dict(data)
+
+
+def _unique(values: list[tuple[str, str]], what: str) -> None:
+    seen: set[str] = set()
+    for path, value in values:
+        if value.lower() in seen:
+            raise ValueError(f"{path}: duplicate {what} {value}")
+        seen.add(value.lower())
+
+
+def _app(path: str, item: object) -> App:
+    fields = _Fields(
+        item, path, ("clientId", "displayName", "federatedCredentials", "secrets", "certificates")
+    )
+    credentials = []
+    for credential_path, credential in fields.items("federatedCredentials"):
+        trust = _Fields(credential, credential_path, ("issuer", "subject", "audience"))
+        credentials.append(
+            FederatedCredential(
+                trust.text("issuer"), trust.text("subject"), trust.text("audience", EXCHANGE_AUDIENCE)
+            )
+        )
+    return App(
+        client_id=fields.guid("clientId"),
+        display_name=fields.text("displayName"),
+        federated_credentials=tuple(credentials),
+        secrets=fields.names("secrets"),
+        certificates=fields.names("certificates"),
+    )
+
+
+def _tenant(path: str, item: object, apps: tuple[App, ...], partner_ids: Mapping[str, str]) -> Tenant:
+    fields = _Fields(item, path, ("tenantId", "name", "servicePrincipals", "links", "faults"))
+    client_ids = {app.client_id for app in apps}
+    principals = []
+    for sp_path, raw in fields.items("servicePrincipals"):
+        sp = _Fields(raw, sp_path, ("clientId", "objectId", "enabled"))
+        client_id = sp.guid("clientId")
+        if client_id not in client_ids:
+            raise ValueError(f"{sp.at('clientId')}: no app with this clientId")
+        enabled = sp.value.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ValueError(f"{sp.at('enabled')}: expected true or false")
+        principals.append(ServicePrincipal(client_id, sp.guid("objectId"), enabled))
+    _unique(
+        [(f"{path}.servicePrincipals[{i}].clientId", p.client_id) for i, p in enumerate(principals)],
+        "clientId",
+    )
+    _unique(
+        [(f"{path}.servicePrincipals[{i}].objectId", p.object_id) for i, p in enumerate(principals)],
+        "objectId",
+    )
+    object_ids = {principal.object_id for principal in principals}
+    links = []
+    for link_path, raw in fields.items("links"):
+        link = _Fields(raw, link_path, ("objectId", "partnerId"))
+        object_id = link.guid("objectId")
+        if object_id not in object_ids:
+            raise ValueError(f"{link.at('objectId')}: no service principal with this objectId in this tenant")
+        partner_id = link.text("partnerId")
+        if partner_id not in partner_ids:
+            raise ValueError(f"{link.at('partnerId')}: not in knownPartnerIds")
+        links.append(Link(object_id, partner_id))
+    _unique(
+        [(f"{path}.links[{i}].objectId", link.object_id) for i, link in enumerate(links)],
+        "objectId (one link each)",
+    )
+    return Tenant(
+        tenant_id=fields.guid("tenantId"),
+        name=fields.text("name"),
+        service_principals=tuple(principals),
+        links=tuple(links),
+        faults=tuple(FaultRule.from_dict(raw, fault_path) for fault_path, raw in fields.items("faults")),
+    )
