@@ -16,14 +16,16 @@ bp = func.Blueprint()
 async def onboard_customer(message: func.ServiceBusMessage) -> None:
     """Link the partner ID in the onboarded customer's tenant.
 
-    Permanent outcomes (including rejections) are recorded and the message completes; a transient
-    failure raises so that Service Bus delivers the message again.
+    Every outcome is recorded and the message completes; a failure worth retrying has already been
+    scheduled as a new message with backoff. Only when that cannot be done does this raise, so that
+    Service Bus delivers the message again.
     """
     service = await get_service()
     outcome = await service.handle(
         message.get_body(),
         message_id=message.message_id or "",
         delivery_count=message.delivery_count or 1,
+        properties=message.application_properties,
     )
-    if outcome.kind.is_retryable:
+    if outcome.kind.is_retryable and not service.schedules_retries:
         raise TransientFailure(outcome)

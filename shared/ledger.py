@@ -58,6 +58,9 @@ class Attempt:
     correlation_id: str | None = None
     delivery_count: int = 1
     duration_ms: float = 0.0
+    attempt: int = 1
+    """1 for the message as sent, n for its (n-1)th scheduled retry."""
+    next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,8 @@ class Ledger:
                 "Source": attempt.source,
                 "MessageId": attempt.message_id,
                 "DeliveryCount": attempt.delivery_count,
+                "Attempt": attempt.attempt,
+                "NextAttemptAt": attempt.next_attempt_at,
                 "ClientId": attempt.client_id,
                 "IdentityType": attempt.identity_type,
                 "CustomerName": attempt.customer_name,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
 import weakref
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .credentials import CredentialCache
@@ -15,6 +18,15 @@ from .ledger import Attempt, Ledger
 from .linker import Linker
 from .message import MessageRejected, OnboardingRequest, parse_onboarding_message
 from .outcomes import Outcome, OutcomeKind
+from .queue import QueueSender
+from .retry import (
+    ATTEMPT_PROPERTY,
+    ORIGINAL_ID_PROPERTY,
+    PAUSES_PROPERTY,
+    CredentialBreaker,
+    RetryPolicy,
+    retry_message_id,
+)
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -31,11 +43,32 @@ class TransientFailure(RuntimeError):
 
 
 class OnboardingService:
-    def __init__(self, settings: Settings, ledger: Ledger, linker: Linker, closers: list[Any]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        linker: Linker,
+        closers: list[Any],
+        *,
+        sender: QueueSender | None = None,
+    ) -> None:
         self.settings = settings
         self.ledger = ledger
         self.linker = linker
+        self.sender = sender
+        self.policy = RetryPolicy(
+            max_attempts=settings.max_attempts,
+            base_seconds=settings.retry_base_seconds,
+            max_seconds=settings.retry_max_seconds,
+            credential_pause_seconds=settings.credential_pause_seconds,
+        )
+        self.breaker = CredentialBreaker()
         self._closers = closers
+
+    @property
+    def schedules_retries(self) -> bool:
+        """With Service Bus configured a failure schedules its own retry; without, the caller must."""
+        return self.sender is not None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OnboardingService:
@@ -45,20 +78,36 @@ class OnboardingService:
         ledger_credential = None if settings.ledger_connection_string else credentials.host_credential
         ledger = Ledger.from_settings(settings, credential=ledger_credential)
         linker = Linker(settings, credentials, transport)
-        return cls(
-            settings, ledger, linker, [ledger.close, credentials.close, lambda: close_transport(transport)]
-        )
+        sender = None
+        if settings.service_bus_connection_string or settings.service_bus_namespace:
+            sender = QueueSender(settings, credential=credentials.host_credential)
+        closers: list[Any] = [ledger.close, credentials.close, lambda: close_transport(transport)]
+        if sender is not None:
+            closers.insert(0, sender.close)
+        return cls(settings, ledger, linker, closers, sender=sender)
 
     async def close(self) -> None:
         for close in self._closers:
             await close()
 
-    async def handle(self, body: bytes, *, message_id: str, delivery_count: int = 1) -> Outcome:
-        """Process one message and record its outcome; a transient outcome is returned, not raised."""
+    async def handle(
+        self,
+        body: bytes,
+        *,
+        message_id: str,
+        delivery_count: int = 1,
+        properties: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """Process one message: validate, link, record, and schedule the retry a failure calls for.
+
+        Returns the outcome; never raises for a service error. Without a Service Bus sender a
+        transient outcome is returned for the caller to retry.
+        """
         started = time.monotonic()
         # The host always sets a MessageId; should one be missing, the body stands in for it so
         # that redelivery stays idempotent.
         message_id = message_id or "sha256:" + hashlib.sha256(body).hexdigest()
+        retry = _RetryState.read(properties or {}, message_id)
         try:
             request = parse_onboarding_message(
                 body, default_partner_id=self.settings.partner_id, max_bytes=self.settings.max_message_bytes
@@ -92,20 +141,134 @@ class OnboardingService:
             )
             return Outcome(receipt.outcome, receipt.reason, code="duplicate-delivery")
 
+        credential_key = (
+            request.identity.type.value,
+            request.identity.client_id,
+            request.identity.key_vault_secret_name or "",
+        )
+        paused_for = self.breaker.remaining(credential_key)
+        if paused_for and self.sender is not None:
+            delay = self.policy.pause_seconds(paused_for)
+            await self._schedule(
+                body, request, retry, attempt=retry.attempt, pauses=retry.pauses + 1, delay=delay
+            )
+            logger.info(
+                "message %s deferred %.0f s: the partner credential for client %s is broken",
+                message_id,
+                delay,
+                request.identity.client_id,
+                extra={"messageId": message_id, "customerTenantId": request.customer_tenant_id},
+            )
+            return Outcome(
+                OutcomeKind.PARTNER_CREDENTIAL_BROKEN,
+                "deferred: the partner credential is broken",
+                code="deferred",
+            )
+
         outcome = await self.linker.link(request.customer_tenant_id, request.identity, request.partner_id)
-        attempt = _attempt(request, message_id, delivery_count, _elapsed_ms(started))
+        next_attempt: tuple[int, int, float] | None = None
+        if outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN:
+            if self.breaker.trip(credential_key, self.policy.credential_pause_seconds):
+                logger.error(
+                    "ALERT partner credential broken: client %s (%s) failed with %s; every tenant "
+                    "using it is paused for %.0f s. %s",
+                    request.identity.client_id,
+                    request.identity.type.value,
+                    outcome.code,
+                    self.policy.credential_pause_seconds,
+                    outcome.remediation or "",
+                )
+            next_attempt = (retry.attempt, retry.pauses + 1, self.policy.credential_pause_seconds)
+        elif outcome.kind is OutcomeKind.TRANSIENT:
+            if retry.attempt >= self.policy.max_attempts:
+                outcome = dataclasses.replace(
+                    outcome,
+                    kind=OutcomeKind.FAILED,
+                    reason=f"gave up after {retry.attempt} attempts: {outcome.reason}",
+                    remediation="The nightly re-verification will try again; relink by hand to try now.",
+                )
+            else:
+                next_attempt = (
+                    retry.attempt + 1,
+                    0,
+                    self.policy.backoff_seconds(retry.attempt, outcome.retry_after),
+                )
+        else:
+            self.breaker.reset(credential_key)
+
+        if self.sender is None:
+            next_attempt = None
+        next_at = datetime.now(UTC) + timedelta(seconds=next_attempt[2]) if next_attempt else None
+        attempt = _attempt(request, message_id, delivery_count, _elapsed_ms(started), retry.attempt, next_at)
         recorded = await self.ledger.record(attempt, outcome)
         if recorded.duplicate:
             logger.info("message %s was recorded meanwhile by another delivery", message_id)
+            return outcome
+        if next_attempt is not None:
+            number, pauses, delay = next_attempt
+            await self._schedule(body, request, retry, attempt=number, pauses=pauses, delay=delay)
         log_outcome(attempt, outcome)
         return outcome
+
+    async def _schedule(
+        self,
+        body: bytes,
+        request: OnboardingRequest,
+        retry: _RetryState,
+        *,
+        attempt: int,
+        pauses: int,
+        delay: float,
+    ) -> None:
+        assert self.sender is not None
+        await self.sender.schedule(
+            self.settings.onboarding_queue,
+            body,
+            message_id=retry_message_id(retry.original_id, attempt, pauses),
+            at=datetime.now(UTC) + timedelta(seconds=delay),
+            properties={
+                ATTEMPT_PROPERTY: attempt,
+                PAUSES_PROPERTY: pauses,
+                ORIGINAL_ID_PROPERTY: retry.original_id,
+            },
+            correlation_id=request.correlation_id,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _RetryState:
+    original_id: str
+    attempt: int
+    pauses: int
+
+    @classmethod
+    def read(cls, properties: Mapping[str, Any], message_id: str) -> _RetryState:
+        def number(name: str, default: int) -> int:
+            try:
+                return max(default, int(properties.get(name, default)))
+            except (TypeError, ValueError):
+                return default
+
+        original = properties.get(ORIGINAL_ID_PROPERTY)
+        return cls(
+            original_id=original if isinstance(original, str) and original else message_id,
+            attempt=number(ATTEMPT_PROPERTY, 1),
+            pauses=number(PAUSES_PROPERTY, 0),
+        )
 
 
 def _elapsed_ms(started: float) -> float:
     return (time.monotonic() - started) * 1000
 
 
-def _attempt(request: OnboardingRequest, message_id: str, delivery_count: int, duration_ms: float) -> Attempt:
+def _attempt(
+    request: OnboardingRequest,
+    message_id: str,
+    delivery_count: int,
+    duration_ms: float,
+    number: int,
+    next_attempt_at: datetime | None,
+) -> Attempt:
     return Attempt(
         message_id=message_id,
         source=SOURCE_ONBOARDING,
@@ -118,6 +281,8 @@ def _attempt(request: OnboardingRequest, message_id: str, delivery_count: int, d
         correlation_id=request.correlation_id,
         delivery_count=delivery_count,
         duration_ms=duration_ms,
+        attempt=number,
+        next_attempt_at=next_attempt_at,
     )
 
 
@@ -131,6 +296,10 @@ def log_outcome(attempt: Attempt, outcome: Outcome) -> None:
         "correlationId": attempt.correlation_id,
         "messageId": attempt.message_id,
         "deliveryCount": attempt.delivery_count,
+        "attempt": attempt.attempt,
+        "nextAttemptAt": attempt.next_attempt_at.isoformat(timespec="seconds")
+        if attempt.next_attempt_at
+        else None,
         "partnerId": outcome.partner_id or attempt.partner_id,
         "code": outcome.code,
         "durationMs": round(attempt.duration_ms, 1),

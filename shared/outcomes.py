@@ -17,6 +17,8 @@ class OutcomeKind(StrEnum):
     PARTNER_CREDENTIAL_BROKEN = "partner-credential-broken"
     INVALID_PARTNER_ID = "invalid-partner-id"
     TRANSIENT = "transient"
+    FAILED = "failed"
+    """Transient failures outlasted every attempt; the nightly re-verification tries again."""
     REJECTED = "rejected"
 
     @property

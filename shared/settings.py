@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 PARTNER_ID_PATTERN = re.compile(r"^[0-9]{6,10}$")
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_HOST_NAME = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
@@ -45,6 +46,12 @@ class Settings:
     ca_bundle: str | None
     """Extra CA bundle to trust (local sandbox only); None means the system's trust store."""
     max_message_bytes: int
+    service_bus_connection_string: str | None
+    service_bus_namespace: str | None
+    max_attempts: int
+    retry_base_seconds: float
+    retry_max_seconds: float
+    credential_pause_seconds: float
     sdk_retry_total: int
     http_timeout_seconds: float
 
@@ -133,6 +140,12 @@ class _Reader:
         if ca_bundle is not None and not Path(ca_bundle).is_file():
             raise SettingsError("setting PAL_CA_BUNDLE must name an existing PEM file")
 
+        namespace = self._get("ServiceBusConnection__fullyQualifiedNamespace")
+        if namespace is not None and not _HOST_NAME.match(namespace):
+            raise SettingsError(
+                "setting ServiceBusConnection__fullyQualifiedNamespace must be a host name "
+                "such as contoso.servicebus.windows.net"
+            )
         queue = self._get("ONBOARDING_QUEUE", "customer-onboarded")
         assert queue is not None
         authority = self._https_url("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com")
@@ -154,6 +167,12 @@ class _Reader:
             or "api://AzureADTokenExchange",
             ca_bundle=ca_bundle,
             max_message_bytes=self._int("MAX_MESSAGE_BYTES", 64 * 1024, 1024, 256 * 1024),
+            service_bus_connection_string=self._get("ServiceBusConnection"),
+            service_bus_namespace=namespace,
+            max_attempts=self._int("MAX_ATTEMPTS", 8, 1, 100),
+            retry_base_seconds=float(self._int("RETRY_BASE_SECONDS", 30, 1, 3600)),
+            retry_max_seconds=float(self._int("RETRY_MAX_SECONDS", 3600, 1, 7 * 86400)),
+            credential_pause_seconds=float(self._int("CREDENTIAL_BROKEN_PAUSE_SECONDS", 900, 1, 86400)),
             sdk_retry_total=self._int("SDK_RETRY_TOTAL", 2, 0, 10),
             http_timeout_seconds=float(self._int("HTTP_TIMEOUT_SECONDS", 30, 1, 230)),
         )

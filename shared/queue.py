@@ -1,0 +1,75 @@
+"""Sends and schedules messages on Service Bus queues, reusing one sender per queue."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from azure.core.credentials_async import AsyncTokenCredential
+
+from .settings import Settings
+
+
+class QueueSender:
+    """Opening a sender link costs about half a second: they are opened once and kept."""
+
+    def __init__(self, settings: Settings, *, credential: AsyncTokenCredential | None = None) -> None:
+        self._settings = settings
+        self._credential = credential
+        self._client: Any = None
+        self._senders: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+
+    def _make_client(self) -> Any:
+        from azure.servicebus.aio import ServiceBusClient
+
+        if self._settings.service_bus_connection_string:
+            return ServiceBusClient.from_connection_string(self._settings.service_bus_connection_string)
+        if self._settings.service_bus_namespace and self._credential is not None:
+            return ServiceBusClient(self._settings.service_bus_namespace, self._credential)
+        raise RuntimeError(
+            "Service Bus is not configured: set ServiceBusConnection__fullyQualifiedNamespace "
+            "(or ServiceBusConnection for a connection string)"
+        )
+
+    async def _sender(self, queue: str) -> Any:
+        async with self._lock:
+            sender = self._senders.get(queue)
+            if sender is None:
+                if self._client is None:
+                    self._client = self._make_client()
+                sender = self._client.get_queue_sender(queue)
+                self._senders[queue] = sender
+            return sender
+
+    async def schedule(
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        message_id: str,
+        at: datetime,
+        properties: Mapping[str, str | int | float | bool],
+        correlation_id: str | None = None,
+    ) -> None:
+        from azure.servicebus import ServiceBusMessage
+
+        message = ServiceBusMessage(
+            body,
+            message_id=message_id,
+            content_type="application/json",
+            correlation_id=correlation_id,
+            application_properties={str(key): value for key, value in properties.items()},
+        )
+        sender = await self._sender(queue)
+        await sender.schedule_messages(message, at)
+
+    async def close(self) -> None:
+        for sender in self._senders.values():
+            await sender.close()
+        self._senders.clear()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
