@@ -1,0 +1,7 @@
+"""Allows `python -m palctl`."""
+
+import sys
+
+from palctl.cli import main
+
+sys.exit(main())

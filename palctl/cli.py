@@ -1,0 +1,339 @@
+"""Command line for operators: send onboarding messages (one, or a CSV backfill) and work the
+dead-letter queue. Every message is validated with the product's own parser before it is sent."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from shared.message import MessageRejected, parse_onboarding_message
+from shared.retry import root_message_id
+
+DEFAULT_QUEUE = "customer-onboarded"
+CSV_COLUMNS = (
+    "customerTenantId",
+    "clientId",
+    "identityType",
+    "keyVaultSecretName",
+    "partnerId",
+    "customerName",
+    "correlationId",
+)
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_MAX_BYTES = 256 * 1024
+
+
+class UsageError(Exception):
+    """Bad input from the operator: printed, exit code 2, nothing sent."""
+
+
+@dataclass(frozen=True)
+class Onboarding:
+    message_id: str
+    body: bytes
+    tenant: str
+
+
+def onboarding_message_id(tenant: str, client_id: str, partner_id: str | None) -> str:
+    """Derived from what the message asks for, so sending the same customer twice sends one message."""
+    return f"onboard:{tenant.lower()}:{client_id.lower()}:{partner_id or 'default'}"
+
+
+def build_onboarding(fields: dict[str, str | None], *, where: str) -> Onboarding:
+    """Validate one onboarding with the product's parser; raises UsageError naming field and reason."""
+    identity: dict[str, Any] = {
+        "type": fields.get("identityType") or "federated",
+        "clientId": fields.get("clientId"),
+    }
+    if fields.get("keyVaultSecretName"):
+        identity["keyVaultSecretName"] = fields["keyVaultSecretName"]
+    message: dict[str, Any] = {
+        "schemaVersion": 1,
+        "customerTenantId": fields.get("customerTenantId"),
+        "identity": identity,
+    }
+    for name in ("partnerId", "customerName", "correlationId"):
+        if fields.get(name):
+            message[name] = fields[name]
+    body = json.dumps(message, separators=(",", ":")).encode()
+    try:
+        request = parse_onboarding_message(body, default_partner_id="000000", max_bytes=_MAX_BYTES)
+    except MessageRejected as rejection:
+        raise UsageError(f"{where}: " + "; ".join(rejection.details)) from None
+    partner = None if request.partner_id_defaulted else request.partner_id
+    return Onboarding(
+        onboarding_message_id(request.customer_tenant_id, request.identity.client_id, partner),
+        body,
+        request.customer_tenant_id,
+    )
+
+
+def read_csv(stream: TextIO) -> tuple[list[Onboarding], list[str]]:
+    """Every row validated first: (good rows, one line per bad row)."""
+    reader = csv.DictReader(stream)
+    missing = {"customerTenantId", "clientId"} - set(reader.fieldnames or [])
+    if missing:
+        raise UsageError(
+            f"CSV header: missing column(s) {', '.join(sorted(missing))}; columns: {', '.join(CSV_COLUMNS)}"
+        )
+    unknown = set(reader.fieldnames or []) - set(CSV_COLUMNS)
+    if unknown:
+        raise UsageError(
+            f"CSV header: unknown column(s) {', '.join(sorted(unknown))}; columns: {', '.join(CSV_COLUMNS)}"
+        )
+    good: list[Onboarding] = []
+    bad: list[str] = []
+    seen: set[str] = set()
+    for row in reader:
+        where = f"row {reader.line_num}"
+        fields = {key: (value or "").strip() or None for key, value in row.items() if key is not None}
+        try:
+            onboarding = build_onboarding(fields, where=where)
+        except UsageError as error:
+            bad.append(str(error))
+            continue
+        if onboarding.message_id in seen:
+            continue  # the same customer twice in one file: one message
+        seen.add(onboarding.message_id)
+        good.append(onboarding)
+    return good, bad
+
+
+class Progress:
+    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+        self.total, self.done, self._stream = total, 0, stream
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        width = 30
+        filled = width * self.done // max(1, self.total)
+        self._stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}")
+        if self.done >= self.total:
+            self._stream.write("\n")
+        self._stream.flush()
+
+
+# --- Service Bus ------------------------------------------------------------------------------
+
+
+def service_bus_client(args: argparse.Namespace) -> Any:
+    from azure.servicebus.aio import ServiceBusClient
+
+    connection = args.connection_string or os.environ.get("PAL_SERVICEBUS_CONNECTION_STRING")
+    if connection:
+        return ServiceBusClient.from_connection_string(connection)
+    namespace = args.namespace or os.environ.get("PAL_SERVICEBUS_NAMESPACE")
+    if not namespace:
+        raise UsageError(
+            "no Service Bus given: use --namespace NAME.servicebus.windows.net (signs in with "
+            "DefaultAzureCredential) or --connection-string / PAL_SERVICEBUS_CONNECTION_STRING"
+        )
+    from azure.identity.aio import DefaultAzureCredential
+
+    return ServiceBusClient(namespace, DefaultAzureCredential())
+
+
+async def send_onboardings(
+    client: Any, queue: str, onboardings: Sequence[Onboarding], progress: Progress
+) -> None:
+    from azure.servicebus import ServiceBusMessage
+
+    async with client.get_queue_sender(queue) as sender:
+        batch = await sender.create_message_batch()
+        pending = 0
+        for onboarding in onboardings:
+            message = ServiceBusMessage(
+                onboarding.body, message_id=onboarding.message_id, content_type="application/json"
+            )
+            try:
+                batch.add_message(message)
+            except ValueError:  # the batch is full: send it and start another
+                await sender.send_messages(batch)
+                progress.advance(pending)
+                batch, pending = await sender.create_message_batch(), 0
+                batch.add_message(message)
+            pending += 1
+        if pending:
+            await sender.send_messages(batch)
+            progress.advance(pending)
+
+
+def _safe_tenant(body: bytes) -> str:
+    """The tenant of a dead-lettered body, if it has a valid one: nothing else of it is shown."""
+    try:
+        tenant = json.loads(body).get("customerTenantId")
+    except (ValueError, AttributeError):
+        return "-"
+    return tenant.lower() if isinstance(tenant, str) and _GUID.match(tenant) else "-"
+
+
+def _body(message: Any) -> bytes:
+    body = message.body
+    return body if isinstance(body, bytes) else b"".join(body)
+
+
+async def dlq_list(client: Any, queue: str, limit: int, out: TextIO) -> int:
+    from azure.servicebus import ServiceBusSubQueue
+
+    async with client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
+        messages = await receiver.peek_messages(max_message_count=limit)
+    rows = [
+        {
+            "messageId": m.message_id,
+            "reason": m.dead_letter_reason or "-",
+            "description": (m.dead_letter_error_description or "-")[:80],
+            "deliveries": m.delivery_count,
+            "enqueued": m.enqueued_time_utc.isoformat(timespec="seconds") if m.enqueued_time_utc else "-",
+            "customerTenantId": _safe_tenant(_body(m)),
+        }
+        for m in messages
+    ]
+    print_table(rows, out)
+    print(f"{len(rows)} dead-lettered message(s) in {queue}", file=out)
+    return 0
+
+
+async def dlq_replay(client: Any, queue: str, chosen: set[str] | None, out: TextIO) -> int:
+    """Resubmit chosen dead-lettered messages under a new MessageId, then remove them from the DLQ."""
+    from azure.servicebus import ServiceBusMessage, ServiceBusSubQueue
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    replayed: set[str] = set()
+    skipped: list[Any] = []
+    async with (
+        client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver,
+        client.get_queue_sender(queue) as sender,
+    ):
+        while True:
+            messages = await receiver.receive_messages(max_message_count=50, max_wait_time=2)
+            if not messages:
+                break
+            for message in messages:
+                if chosen is not None and message.message_id not in chosen:
+                    skipped.append(message)
+                    continue
+                copy = ServiceBusMessage(
+                    _body(message),
+                    message_id=f"{root_message_id(message.message_id)}:replay{stamp}",
+                    content_type=message.content_type,
+                    correlation_id=message.correlation_id,
+                    application_properties={"palReplayOf": message.message_id},
+                )
+                await sender.send_messages(copy)
+                await receiver.complete_message(message)
+                replayed.add(message.message_id)
+                print(f"replayed {message.message_id}", file=out)
+        for message in skipped:
+            await receiver.abandon_message(message)
+    print(f"{len(replayed)} message(s) resubmitted to {queue}", file=out)
+    not_found = sorted((chosen or set()) - replayed)
+    for message_id in not_found:
+        print(f"not in the dead-letter queue: {message_id}", file=out)
+    return 1 if not_found else 0
+
+
+def print_table(rows: Iterable[dict[str, Any]], out: TextIO) -> None:
+    rows = list(rows)
+    if not rows:
+        return
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns), file=out)
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns), file=out)
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="palctl", description=__doc__)
+    connection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument(
+        "--namespace", help="Service Bus namespace (signs in with DefaultAzureCredential)"
+    )
+    connection.add_argument("--connection-string", help="Service Bus connection string (local development)")
+    connection.add_argument("--queue", default=os.environ.get("ONBOARDING_QUEUE", DEFAULT_QUEUE))
+    commands = root.add_subparsers(dest="command", required=True)
+
+    enqueue = commands.add_parser("enqueue", parents=[connection], help="send onboarding messages")
+    source = enqueue.add_mutually_exclusive_group(required=True)
+    source.add_argument("--tenant", help="customer tenant ID")
+    source.add_argument("--csv", type=Path, help=f"CSV of customers; columns: {', '.join(CSV_COLUMNS)}")
+    enqueue.add_argument("--client-id", help="client ID of the partner's app in that tenant")
+    enqueue.add_argument(
+        "--type", dest="identity_type", default="federated", choices=["federated", "secret", "certificate"]
+    )
+    enqueue.add_argument("--secret-name", help="Key Vault secret name (secret and certificate identities)")
+    enqueue.add_argument("--partner-id", help="partner ID; defaults to the service's PARTNER_ID")
+    enqueue.add_argument("--customer-name")
+    enqueue.add_argument("--correlation-id")
+    enqueue.add_argument(
+        "--skip-invalid", action="store_true", help="send the valid CSV rows even if some are bad"
+    )
+    enqueue.add_argument("--dry-run", action="store_true", help="validate only")
+
+    dlq = commands.add_parser("dlq", help="the dead-letter queue").add_subparsers(
+        dest="dlq_command", required=True
+    )
+    listing = dlq.add_parser("list", parents=[connection], help="show dead-lettered messages and why")
+    listing.add_argument("--max", type=int, default=100)
+    replay = dlq.add_parser("replay", parents=[connection], help="resubmit dead-lettered messages")
+    chosen = replay.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--all", action="store_true")
+    chosen.add_argument("--message-id", action="append", help="a MessageId to replay (repeatable)")
+    return root
+
+
+async def _run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.command == "enqueue":
+        if args.csv is not None:
+            with args.csv.open(newline="", encoding="utf-8-sig") as stream:
+                onboardings, bad = read_csv(stream)
+            for line in bad:
+                print(f"invalid {line}", file=out)
+            if bad and not args.skip_invalid:
+                raise UsageError(f"{len(bad)} invalid row(s); nothing sent (fix them, or use --skip-invalid)")
+        else:
+            if not args.client_id:
+                raise UsageError("--client-id is required with --tenant")
+            fields = {
+                "customerTenantId": args.tenant,
+                "clientId": args.client_id,
+                "identityType": args.identity_type,
+                "keyVaultSecretName": args.secret_name,
+                "partnerId": args.partner_id,
+                "customerName": args.customer_name,
+                "correlationId": args.correlation_id,
+            }
+            onboardings = [build_onboarding(fields, where="arguments")]
+        if args.dry_run:
+            print(f"{len(onboardings)} valid message(s); nothing sent (--dry-run)", file=out)
+            return 0
+        async with service_bus_client(args) as client:
+            await send_onboardings(client, args.queue, onboardings, Progress(len(onboardings)))
+        print(f"{len(onboardings)} message(s) sent to {args.queue}", file=out)
+        return 0
+    async with service_bus_client(args) as client:
+        if args.dlq_command == "list":
+            return await dlq_list(client, args.queue, args.max, out)
+        return await dlq_replay(client, args.queue, None if args.all else set(args.message_id), out)
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return asyncio.run(_run(args, out))
+    except UsageError as error:
+        print(f"palctl: {error}", file=sys.stderr)
+        return 2
