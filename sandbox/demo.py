@@ -1,6 +1,7 @@
-"""`make run`: feed the sample customer-onboarded messages through the real onboarding function,
-called exactly as the Functions host calls it, against the local sandbox and Azurite; print what
-happened and the ledger."""
+"""`make run`: the whole service on one machine. Starts Azurite, the Entra/ARM/Key Vault sandbox, the
+Service Bus broker and the local Functions host; sends the sample customer-onboarded messages
+through the azure-servicebus SDK as the CRM would; waits until each has a final outcome; prints
+the outcomes and the ledger; stops everything."""
 
 from __future__ import annotations
 
@@ -8,185 +9,197 @@ import argparse
 import asyncio
 import json
 import logging
-import os
+import signal
 import sys
 import tempfile
-import uuid
-from datetime import UTC, datetime
+import time
 from pathlib import Path
 from typing import Any
 
-from azure.functions.servicebus import ServiceBusMessage
-
 from sandbox.azurite import Azurite
 from sandbox.cloud import CloudSandbox
+from sandbox.functions_host import LocalFunctionsHost
 from sandbox.local_env import local_settings
 from sandbox.scenario import FaultRule, Scenario, load_scenario
+from sandbox.servicebus import ServiceBusBroker
 
 ROOT = Path(__file__).resolve().parents[1]
+_FINAL_WAIT_SECONDS = 90
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
-    line = "  ".join(c.ljust(widths[c]) for c in columns)
-    rule = "  ".join("-" * widths[c] for c in columns)
-    body = ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join([line, rule, *body])
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    widths = {c: max([len(c), *(len(str(r.get(c, ""))) for r in rows)]) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns), "  ".join("-" * widths[c] for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines)
 
 
-def _host_message(body: bytes, message_id: str, delivery_count: int) -> ServiceBusMessage:
-    return ServiceBusMessage(
-        body=body,
-        message_id=message_id,
-        delivery_count=delivery_count,
-        content_type="application/json",
-        enqueued_time_utc=datetime.now(UTC),
-        application_properties={},
-        user_properties={},
-    )
+async def _events(ledger: Any, partitions: set[str]) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for partition in sorted(partitions):
+        events += await ledger.history(partition, limit=1000)
+    return sorted(events, key=lambda e: e["EventTime"], reverse=True)
 
 
-async def _deliver(handler: Any, body: bytes, message_id: str, max_deliveries: int = 3) -> tuple[str, int]:
-    """What the host does: call, complete on return, redeliver at once on an exception."""
-    for delivery in range(1, max_deliveries + 1):
-        try:
-            await handler(_host_message(body, message_id, delivery))
-            return "completed", delivery
-        except Exception as error:  # noqa: BLE001 - the host abandons the message
-            print(
-                f"  delivery {delivery} of {message_id} raised {type(error).__name__}: {error} -> abandoned"
-            )
-    return "dead-lettered", max_deliveries
+def _final(events: list[dict[str, Any]], message_id: str) -> dict[str, Any] | None:
+    """The newest event of a message or its scheduled retries, if it is final."""
+    mine = [e for e in events if e["MessageId"] == message_id or e["MessageId"].startswith(message_id + ":")]
+    if mine and mine[0]["Outcome"] not in {"transient"} and not mine[0].get("NextAttemptAt"):
+        return mine[0]
+    return None
 
 
-async def _run(scenario: Scenario, samples: list[Path]) -> int:
-    import function_app
+async def _send_as_crm(connection_string: str, queue: str, samples: list[Path]) -> list[tuple[Path, str]]:
+    from azure.servicebus import ServiceBusMessage
+    from azure.servicebus.aio import ServiceBusClient
+
+    sent = []
+    async with ServiceBusClient.from_connection_string(connection_string) as client:
+        async with client.get_queue_sender(queue) as sender:
+            batch = await sender.create_message_batch()
+            for sample in samples:
+                message_id = f"crm-{sample.stem}"
+                batch.add_message(
+                    ServiceBusMessage(
+                        sample.read_bytes(), message_id=message_id, content_type="application/json"
+                    )
+                )
+                sent.append((sample, message_id))
+            await sender.send_messages(batch)
+    return sent
+
+
+async def _run(env: dict[str, str], scenario: Scenario, samples: list[Path], broker: ServiceBusBroker) -> int:
     from shared.ledger import UNKNOWN_TENANT
     from shared.onboarding import get_service, reset_service
 
-    (function,) = [f for f in function_app.app.get_functions() if f.get_function_name() == "onboard_customer"]
-    handler = function.get_user_function()
-    service = await get_service()
-    settings = service.settings
-    print(f"Partner ID {settings.partner_id}; ON_OTHER_PARTNER={settings.on_other_partner.value}\n")
-
-    deliveries = []
-    for sample in samples:
-        body = sample.read_bytes()
-        message_id = f"{sample.stem}:{uuid.uuid4().hex[:8]}"
-        result, count = await _deliver(handler, body, message_id)
-        deliveries.append((sample, message_id, body, result, count))
-
-    # At-least-once delivery: the first message arrives a second time and changes nothing.
-    sample, message_id, body, _, _ = deliveries[0]
-    print(f"Redelivering {sample.name} with the same MessageId (at-least-once delivery)...")
-    await _deliver(handler, body, message_id)
+    partitions = {tenant.tenant_id for tenant in scenario.tenants} | {UNKNOWN_TENANT}
+    host = LocalFunctionsHost(settings=env)
+    try:
+        await host.start()
+        print(f"Local Functions host running: {', '.join(host.function_names)}")
+        sent = await _send_as_crm(env["ServiceBusConnection"], env["ONBOARDING_QUEUE"], samples)
+        print(f"Sent {len(sent)} customer-onboarded messages to the queue; waiting for their outcomes...")
+        service = await get_service()
+        deadline = time.monotonic() + _FINAL_WAIT_SECONDS
+        while True:
+            events = await _events(service.ledger, partitions)
+            finals = {message_id: _final(events, message_id) for _, message_id in sent}
+            if all(finals.values()) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.25)
+    finally:
+        await host.stop()
+        await asyncio.sleep(0)
 
     rows = []
-    for sample, message_id, body, result, count in deliveries:
-        tenant = json.loads(body).get("customerTenantId") if body.strip().startswith(b"{") else None
-        partition = tenant.lower() if isinstance(tenant, str) and len(tenant) == 36 else UNKNOWN_TENANT
-        events = [
-            e for e in await service.ledger.history(partition, limit=100) if e.get("MessageId") == message_id
-        ]
-        if not events and partition != UNKNOWN_TENANT:
-            events = [
-                e
-                for e in await service.ledger.history(UNKNOWN_TENANT, limit=100)
-                if e["MessageId"] == message_id
-            ]
-        event = events[0] if events else {}
+    for _, message_id in sent:
+        final = finals[message_id]
+        attempts = [e for e in events if e["MessageId"].startswith(message_id)]
         rows.append(
             {
-                "sample": sample.stem,
-                "host": f"{result} after {count}",
-                "outcome": event.get("Outcome", "?"),
-                "code": event.get("Code", ""),
-                "reason": event.get("Reason", "")[:90],
+                "message": message_id,
+                "outcome": final["Outcome"] if final else "(no final outcome yet)",
+                "code": (final or {}).get("Code", ""),
+                "attempts": len(attempts),
+                "reason": str((final or {}).get("Reason", ""))[:80],
             }
         )
     print("\nOutcomes")
-    print(_table(rows, ["sample", "host", "outcome", "code", "reason"]))
+    print(table(rows, ["message", "outcome", "code", "attempts", "reason"]))
 
     states = [state async for state in service.ledger.all_link_states()]
     print("\nLedger: current state of each link")
-    print(
-        _table(
-            [
-                {
-                    "customer": s.get("CustomerName", ""),
-                    "tenant": s["CustomerTenantId"][:8] + "…",
-                    "identity": s.get("IdentityType", ""),
-                    "outcome": s["Outcome"],
-                    "partner": s.get("LinkedPartnerId", ""),
-                    "previous": s.get("PreviousPartnerId", ""),
-                    "failures": s.get("ConsecutiveFailures", 0),
-                    "last checked": s["LastCheckedAt"].strftime("%H:%M:%S"),
-                }
-                for s in states
-            ],
-            ["customer", "tenant", "identity", "outcome", "partner", "previous", "failures", "last checked"],
-        )
-    )
+    state_rows = [
+        {
+            "customer": s.get("CustomerName", ""),
+            "tenant": s["CustomerTenantId"][:8] + "…",
+            "identity": s.get("IdentityType", ""),
+            "outcome": s["Outcome"],
+            "partner": s.get("LinkedPartnerId", ""),
+            "previous": s.get("PreviousPartnerId", ""),
+            "failures": s.get("ConsecutiveFailures", 0),
+            "last checked": s["LastCheckedAt"].strftime("%H:%M:%S"),
+        }
+        for s in states
+    ]
+    print(table(state_rows, list(state_rows[0]) if state_rows else ["customer"]))
     for state in states:
         if state.get("Remediation"):
-            print(f"  {state.get('CustomerName', state['CustomerTenantId'])}: {state['Remediation']}")
+            customer = state.get("CustomerName", state["CustomerTenantId"])
+            print(f"  what to do for {customer}: {state['Remediation']}")
 
     print("\nLedger: history (newest first)")
-    events = []
-    for partition in sorted({s["CustomerTenantId"] for s in states} | {UNKNOWN_TENANT}):
-        events += await service.ledger.history(partition, limit=100)
-    events.sort(key=lambda e: e["EventTime"], reverse=True)
-    print(
-        _table(
-            [
-                {
-                    "time": e["EventTime"].strftime("%H:%M:%S.%f")[:-3],
-                    "tenant": str(e["PartitionKey"])[:8] + "…",
-                    "message": e["MessageId"][:32],
-                    "try": e.get("DeliveryCount", 1),
-                    "outcome": e["Outcome"],
-                    "code": e.get("Code", ""),
-                }
-                for e in events
-            ],
-            ["time", "tenant", "message", "try", "outcome", "code"],
-        )
-    )
+    history_rows = [
+        {
+            "time": e["EventTime"].strftime("%H:%M:%S.%f")[:-3],
+            "tenant": str(e["PartitionKey"])[:8] + "…",
+            "message": e["MessageId"],
+            "attempt": e.get("Attempt", 1),
+            "outcome": e["Outcome"],
+            "code": e.get("Code", ""),
+            "next attempt": e["NextAttemptAt"].strftime("%H:%M:%S") if e.get("NextAttemptAt") else "",
+        }
+        for e in events
+    ]
+    print(table(history_rows, list(history_rows[0]) if history_rows else ["time"]))
+
+    counts = broker.queue_counts(env["ONBOARDING_QUEUE"])
+    print(f"\nQueue {env['ONBOARDING_QUEUE']} afterwards: {json.dumps(counts)}")
     await reset_service()
-    return 0
+    return 0 if all(finals.values()) else 1
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the same clean shutdown as Ctrl-C
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scenario", type=Path, default=ROOT / "sandbox" / "scenarios" / "demo.json")
     parser.add_argument("--samples", type=Path, default=ROOT / "sandbox" / "samples")
-    parser.add_argument("--verbose", action="store_true", help="show the product's log lines")
+    parser.add_argument("--verbose", action="store_true", help="show the host's and the product's log lines")
     args = parser.parse_args()
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR,
-        format="%(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("azure").setLevel(logging.WARNING if args.verbose else logging.ERROR)
+    for noisy in ("azure", "uamqp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose else logging.ERROR)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+
     scenario = load_scenario(args.scenario)
     samples = sorted(args.samples.glob("*.json"))
-    with tempfile.TemporaryDirectory(prefix="pal-sandbox-") as state_dir, Azurite() as azurite:
-        with CloudSandbox(scenario, state_dir=Path(state_dir)) as cloud:
-            print(f"Azurite on 127.0.0.1:{azurite.port}; Entra/ARM/Key Vault sandbox on {cloud.base_url}")
-            os.environ.update(
-                local_settings(
-                    cloud,
-                    azurite.connection_string,
-                    managed_identity_client_id=scenario.managed_identity.client_id,
-                )
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="pal-sandbox-") as state_dir,
+            Azurite() as azurite,
+            CloudSandbox(scenario, state_dir=Path(state_dir)) as cloud,
+            ServiceBusBroker() as broker,
+        ):
+            print(
+                f"Azurite on 127.0.0.1:{azurite.port}; Entra/ARM/Key Vault sandbox on {cloud.base_url}; ",
+                end="",
             )
-            # One transient fault, to show a failed delivery and the host's redelivery.
+            print(f"Service Bus broker on 127.0.0.1:{broker.port}")
+            env = local_settings(
+                cloud,
+                azurite.connection_string,
+                managed_identity_client_id=scenario.managed_identity.client_id,
+                service_bus_connection_string=broker.connection_string,
+            )
+            env["RETRY_BASE_SECONDS"] = "1"  # a demo should not wait 30 s for a retry
+            # Litware is throttled once: its message is retried after the server's Retry-After.
             litware = next(t.tenant_id for t in scenario.tenants if t.name.startswith("Litware"))
-            # Three 503s outlast the SDK's two in-call retries.
-            cloud.add_fault(litware, FaultRule(target="arm", kind="status", status=503, count=3))
-            code = asyncio.run(_run(scenario, samples))
+            cloud.add_fault(
+                litware, FaultRule(target="arm", kind="status", status=429, retry_after=2, count=3)
+            )
+            code = asyncio.run(_run(env, scenario, samples, broker))
+    except KeyboardInterrupt:
+        print("\nInterrupted: services stopped.")
+        return 130
     print("\nServices stopped.")
     return code
 

@@ -180,6 +180,10 @@ class LocalFunctionsHost:
         return {function.get_function_name(): function for function in functions}
 
     @property
+    def function_names(self) -> list[str]:
+        return sorted(self._functions)
+
+    @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
@@ -431,3 +435,37 @@ def to_host_message(message: Any) -> HostServiceBusMessage:
         application_properties=properties,
         user_properties=properties,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sandbox.functions_host [--settings local.settings.json]`: run until SIGINT/SIGTERM."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--settings", type=Path, default=ROOT / "local.settings.json")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--function-key", default=os.environ.get("PAL_FUNCTION_KEY"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    logging.getLogger("uamqp").setLevel(logging.WARNING)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        host = LocalFunctionsHost(
+            settings=load_local_settings(args.settings), http_port=args.port, function_key=args.function_key
+        )
+        async with host:
+            print(json.dumps({"httpUrl": host.base_url, "functions": host.function_names}), flush=True)
+            await stop.wait()
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -27,13 +27,14 @@ def local_settings(
     managed_identity_client_id: str,
     partner_id: str = "1234567",
     ledger_table: str = "PalLinks",
+    service_bus_connection_string: str | None = None,
 ) -> dict[str, str]:
     """Environment for `shared.settings.Settings` and azure-identity's managed-identity credential.
 
     IDENTITY_ENDPOINT/IDENTITY_HEADER are what App Service and Azure Functions set for a managed
     identity; the sandbox serves the same protocol, so the product code path is the production one.
     """
-    return {
+    values = {
         "PARTNER_ID": partner_id,
         "ONBOARDING_QUEUE": "customer-onboarded",
         "LedgerStorage": ledger_connection_string,
@@ -49,3 +50,6 @@ def local_settings(
         "IDENTITY_ENDPOINT": cloud.identity_endpoint,
         "IDENTITY_HEADER": cloud.identity_header,
     }
+    if service_bus_connection_string:
+        values["ServiceBusConnection"] = service_bus_connection_string
+    return values
