@@ -65,6 +65,15 @@ def timespan_seconds(value: str) -> float:
     return days * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
+def indexed_functions(app: Any) -> list[Any]:
+    """`app.get_functions()`, which may be called only once per app object, cached on the app."""
+    functions = getattr(app, "_sandbox_indexed_functions", None)
+    if functions is None:
+        functions = app.get_functions()
+        app._sandbox_indexed_functions = functions
+    return list(functions)
+
+
 # --- NCRONTAB -------------------------------------------------------------------------------
 
 _CRON_RANGES = [(0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 6)]
@@ -171,13 +180,8 @@ class LocalFunctionsHost:
     # The app is imported with the settings in the process environment, as in the worker.
     def _load(self) -> dict[str, Any]:
         os.environ.update({k: v for k, v in self.settings.items() if isinstance(v, str)})
-        module = importlib.import_module(self._app_module)
-        app = module.app
-        functions = getattr(app, "_pal_indexed", None)
-        if functions is None:
-            functions = app.get_functions()  # only once per app object
-            app._pal_indexed = functions
-        return {function.get_function_name(): function for function in functions}
+        app = importlib.import_module(self._app_module).app
+        return {function.get_function_name(): function for function in indexed_functions(app)}
 
     @property
     def function_names(self) -> list[str]:
@@ -423,7 +427,9 @@ def to_host_message(message: Any) -> HostServiceBusMessage:
     return HostServiceBusMessage(
         body=body,
         message_id=message.message_id,
-        delivery_count=message.delivery_count,
+        # The SDK reports AMQP's count of earlier failed deliveries (0 the first time); the host, a
+        # .NET program, hands functions the 1-based DeliveryCount.
+        delivery_count=(message.delivery_count or 0) + 1,
         content_type=message.content_type,
         correlation_id=message.correlation_id,
         enqueued_time_utc=message.enqueued_time_utc,

@@ -158,7 +158,7 @@ class Ledger:
             found[entity["RowKey"]] = dict(entity) | {"_etag": entity.metadata["etag"]}
         return found
 
-    async def record(self, attempt: Attempt, outcome: Outcome) -> Recorded:
+    async def record(self, attempt: Attempt, outcome: Outcome, *, at: datetime | None = None) -> Recorded:
         """Write the outcome: state (unless rejected), history event and receipt, atomically.
 
         A terminal receipt for the same message means this is a redelivery: nothing is written.
@@ -176,7 +176,7 @@ class Ledger:
             if existing_receipt is not None and _receipt(existing_receipt).is_terminal:
                 return Recorded(event_row_key=existing_receipt.get("EventRowKey"), duplicate=True)
 
-            now = datetime.now(UTC)
+            now = at or datetime.now(UTC)
             event_key = _event_row_key(now)
             operations: list[Any] = [("create", self._event(partition, event_key, attempt, outcome, now))]
             receipt = _clean(

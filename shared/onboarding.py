@@ -150,7 +150,12 @@ class OnboardingService:
         if paused_for and self.sender is not None:
             delay = self.policy.pause_seconds(paused_for)
             await self._schedule(
-                body, request, retry, attempt=retry.attempt, pauses=retry.pauses + 1, delay=delay
+                body,
+                request,
+                retry,
+                attempt=retry.attempt,
+                pauses=retry.pauses + 1,
+                at=datetime.now(UTC) + timedelta(seconds=delay),
             )
             logger.info(
                 "message %s deferred %.0f s: the partner credential for client %s is broken",
@@ -178,7 +183,8 @@ class OnboardingService:
                     self.policy.credential_pause_seconds,
                     outcome.remediation or "",
                 )
-            next_attempt = (retry.attempt, retry.pauses + 1, self.policy.credential_pause_seconds)
+            pause = self.policy.pause_seconds(self.policy.credential_pause_seconds)
+            next_attempt = (retry.attempt, retry.pauses + 1, pause)
         elif outcome.kind is OutcomeKind.TRANSIENT:
             if retry.attempt >= self.policy.max_attempts:
                 outcome = dataclasses.replace(
@@ -198,15 +204,20 @@ class OnboardingService:
 
         if self.sender is None:
             next_attempt = None
-        next_at = datetime.now(UTC) + timedelta(seconds=next_attempt[2]) if next_attempt else None
+        decided_at = datetime.now(UTC)
+        next_at = decided_at + timedelta(seconds=next_attempt[2]) if next_attempt else None
         attempt = _attempt(request, message_id, delivery_count, _elapsed_ms(started), retry.attempt, next_at)
-        recorded = await self.ledger.record(attempt, outcome)
+        if next_attempt is not None:
+            # Scheduled before the outcome is recorded: if we crash in between, the redelivered
+            # message schedules the same MessageId again and duplicate detection drops the copy;
+            # the other order could record a final outcome whose retry never got sent.
+            number, pauses, _ = next_attempt
+            assert next_at is not None
+            await self._schedule(body, request, retry, attempt=number, pauses=pauses, at=next_at)
+        recorded = await self.ledger.record(attempt, outcome, at=decided_at)
         if recorded.duplicate:
             logger.info("message %s was recorded meanwhile by another delivery", message_id)
             return outcome
-        if next_attempt is not None:
-            number, pauses, delay = next_attempt
-            await self._schedule(body, request, retry, attempt=number, pauses=pauses, delay=delay)
         log_outcome(attempt, outcome)
         return outcome
 
@@ -218,14 +229,14 @@ class OnboardingService:
         *,
         attempt: int,
         pauses: int,
-        delay: float,
+        at: datetime,
     ) -> None:
         assert self.sender is not None
         await self.sender.schedule(
             self.settings.onboarding_queue,
             body,
             message_id=retry_message_id(retry.original_id, attempt, pauses),
-            at=datetime.now(UTC) + timedelta(seconds=delay),
+            at=at,
             properties={
                 ATTEMPT_PROPERTY: attempt,
                 PAUSES_PROPERTY: pauses,

@@ -41,6 +41,9 @@ class QueueSender:
                 if self._client is None:
                     self._client = self._make_client()
                 sender = self._client.get_queue_sender(queue)
+                # Opened here, under the lock: concurrent first sends on an unopened sender race
+                # inside the SDK.
+                await sender.__aenter__()
                 self._senders[queue] = sender
             return sender
 

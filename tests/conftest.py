@@ -12,10 +12,12 @@ import pytest
 
 from sandbox.azurite import Azurite
 from sandbox.cloud import CloudSandbox
+from sandbox.functions_host import LocalFunctionsHost
 from sandbox.local_env import local_settings
 from sandbox.scenario import Scenario, load_scenario
+from sandbox.servicebus import ServiceBusBroker
 from shared.ledger import Ledger
-from shared.onboarding import OnboardingService
+from shared.onboarding import OnboardingService, reset_service
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,3 +100,34 @@ def onboarding_message(tenant: str, client_id: str = FEDERATED_APP, **fields: An
     if "secret_name" in fields:
         identity["keyVaultSecretName"] = fields.pop("secret_name")
     return {"schemaVersion": 1, "customerTenantId": tenant, "identity": identity, **fields}
+
+
+@pytest.fixture
+def broker() -> Iterator[ServiceBusBroker]:
+    with ServiceBusBroker() as running:
+        yield running
+
+
+@pytest.fixture
+def bus_env(env: dict[str, str], broker: ServiceBusBroker, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """`env` plus the local broker, with retry delays short enough for a test."""
+    extra = {
+        "ServiceBusConnection": broker.connection_string,
+        "RETRY_BASE_SECONDS": "1",
+        "RETRY_MAX_SECONDS": "2",
+        "CREDENTIAL_BROKEN_PAUSE_SECONDS": "2",
+    }
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+    return env | extra
+
+
+@pytest.fixture
+async def host(bus_env: dict[str, str]) -> AsyncIterator[LocalFunctionsHost]:
+    """The local Functions host running function_app, with a fresh service for this test's settings."""
+    await reset_service()
+    running = LocalFunctionsHost(settings=bus_env)
+    await running.start()
+    yield running
+    await running.stop(grace_seconds=5)
+    await reset_service()

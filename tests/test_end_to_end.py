@@ -1,0 +1,196 @@
+"""End to end on one machine: the CRM's message through the local AMQP broker (real azure-servicebus
+SDK), the local Functions host running function_app, the Entra/ARM sandbox and Azurite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.servicebus import ServiceBusMessage
+from azure.servicebus.aio import ServiceBusClient
+
+from conftest import FEDERATED_APP, LITWARE, NORTHWIND, PARTNER_ID, TAILSPIN, WOODGROVE, onboarding_message
+from palctl.cli import main as palctl
+from sandbox.cloud import CloudSandbox
+from sandbox.functions_host import LocalFunctionsHost
+from sandbox.scenario import FaultRule
+from sandbox.servicebus import ServiceBusBroker
+from shared.ledger import UNKNOWN_TENANT
+from shared.onboarding import get_service
+
+QUEUE = "customer-onboarded"
+
+
+async def send(env: dict[str, str], *messages: tuple[dict[str, Any] | bytes, str]) -> None:
+    async with ServiceBusClient.from_connection_string(env["ServiceBusConnection"]) as client:
+        async with client.get_queue_sender(QUEUE) as sender:
+            await sender.send_messages(
+                [
+                    ServiceBusMessage(
+                        body if isinstance(body, bytes) else json.dumps(body), message_id=message_id
+                    )
+                    for body, message_id in messages
+                ]
+            )
+
+
+async def history(tenant: str) -> list[dict[str, Any]]:
+    return await (await get_service()).ledger.history(tenant, limit=1000)
+
+
+async def wait_for_final(tenant: str, message_id: str, *, timeout: float = 30) -> list[dict[str, Any]]:
+    """Events of a message and its scheduled retries (newest first), once the newest is final."""
+    deadline = time.monotonic() + timeout
+    while True:
+        mine = [e for e in await history(tenant) if e["MessageId"].split(":retry")[0] == message_id]
+        if mine and mine[0]["Outcome"] != "transient" and not mine[0].get("NextAttemptAt"):
+            return mine
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no final outcome for {message_id} within {timeout} s: {mine}")
+        await asyncio.sleep(0.2)
+
+
+async def wait_until_idle(broker: ServiceBusBroker, host: LocalFunctionsHost, *, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while any(broker.queue_counts(QUEUE)[k] for k in ("active", "locked", "scheduled")):
+        assert time.monotonic() < deadline, broker.queue_counts(QUEUE)
+        await asyncio.sleep(0.2)
+
+
+async def test_onboarded_customer_is_linked(
+    host: LocalFunctionsHost, bus_env: dict[str, str], cloud: CloudSandbox
+) -> None:
+    await send(bus_env, (onboarding_message(NORTHWIND, correlationId="CRM-9"), "crm-1"))
+    events = await wait_for_final(NORTHWIND, "crm-1")
+    assert [e["Outcome"] for e in events] == ["linked"]
+    assert any(link["tenantId"] == NORTHWIND and link["partnerId"] == PARTNER_ID for link in cloud.links())
+    assert [i.succeeded for i in host.invocations] == [True]
+
+
+async def test_malformed_message_is_rejected_once_and_never_retried(
+    host: LocalFunctionsHost, bus_env: dict[str, str], broker: ServiceBusBroker
+) -> None:
+    await send(bus_env, (b'{"schemaVersion": 1, "customerTenantId": "nope"', "crm-bad"))
+    events = await wait_for_final(UNKNOWN_TENANT, "crm-bad")
+    assert [(e["Outcome"], e["Code"]) for e in events] == [("rejected", "not-json")]
+    await wait_until_idle(broker, host)
+    await asyncio.sleep(1.5)  # time enough for any (wrong) retry to show up
+    assert len(host.invocations) == 1
+    assert broker.queue_counts(QUEUE)["dead_lettered"] == 0
+    assert len(await history(UNKNOWN_TENANT)) == 1
+
+
+async def test_throttled_call_is_retried_after_the_servers_retry_after(
+    host: LocalFunctionsHost, bus_env: dict[str, str], cloud: CloudSandbox, broker: ServiceBusBroker
+) -> None:
+    cloud.add_fault(LITWARE, FaultRule(target="arm", kind="status", status=429, retry_after=3, count=1))
+    body = onboarding_message(
+        LITWARE,
+        "15e6da4c-256b-441c-a9e3-585cf41b8266",
+        identity_type="certificate",
+        secret_name="litware-pal-cert",
+    )
+    await send(bus_env, (body, "crm-throttled"))
+    linked, throttled = await wait_for_final(LITWARE, "crm-throttled", timeout=40)
+
+    assert (throttled["Outcome"], throttled["Code"], throttled["Attempt"]) == ("transient", "HTTP429", 1)
+    assert throttled["RetryAfterSeconds"] == 3
+    planned_delay = (throttled["NextAttemptAt"] - throttled["EventTime"]).total_seconds()
+    assert 2.9 <= planned_delay <= 4  # Retry-After (3 s) beats the 1-2 s backoff
+    assert (linked["Outcome"], linked["Attempt"], linked["MessageId"]) == (
+        "linked",
+        2,
+        "crm-throttled:retry2",
+    )
+    assert (linked["EventTime"] - throttled["EventTime"]).total_seconds() >= 2.9
+    await wait_until_idle(broker, host)
+    assert broker.queue_counts(QUEUE)["dead_lettered"] == 0
+
+
+async def test_transient_failures_end_as_failed_after_the_last_attempt(
+    bus_env: dict[str, str], cloud: CloudSandbox, broker: ServiceBusBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_ATTEMPTS", "3")
+    cloud.add_fault(TAILSPIN, FaultRule(target="arm", kind="status", status=503))
+    async with LocalFunctionsHost(settings=bus_env | {"MAX_ATTEMPTS": "3"}) as running:
+        from shared.onboarding import reset_service
+
+        await reset_service()
+        await send(bus_env, (onboarding_message(TAILSPIN), "crm-503"))
+        events = await wait_for_final(TAILSPIN, "crm-503", timeout=40)
+        assert [(e["Outcome"], e["Attempt"]) for e in events] == [
+            ("failed", 3),
+            ("transient", 2),
+            ("transient", 1),
+        ]
+        assert "gave up after 3 attempts" in events[0]["Reason"]
+        states = await (await get_service()).ledger.link_states(TAILSPIN)
+        assert (states[0]["Outcome"], states[0]["ConsecutiveFailures"]) == ("failed", 3)
+        await wait_until_idle(broker, running)
+        await reset_service()
+
+
+async def test_broken_partner_credential_alerts_once_pauses_and_recovers(
+    host: LocalFunctionsHost,
+    bus_env: dict[str, str],
+    cloud: CloudSandbox,
+    broker: ServiceBusBroker,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("CREDENTIAL_BROKEN_PAUSE_SECONDS", "5")  # read when the first message arrives
+    # Our federated assertion is refused everywhere (as if the app's trust were broken) for a while.
+    cloud.add_fault("*", FaultRule(target="token", kind="aadsts", aadsts=700027))
+    await send(bus_env, (onboarding_message(NORTHWIND), "crm-0"))
+    deadline = time.monotonic() + 10
+    while not await history(NORTHWIND):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    assert (await history(NORTHWIND))[0]["Outcome"] == "partner-credential-broken"
+
+    # While the breaker is open, another tenant's message is deferred without asking Entra ID.
+    await send(bus_env, (onboarding_message(TAILSPIN), "crm-1"), (onboarding_message(WOODGROVE), "crm-2"))
+    await asyncio.sleep(1.0)
+    stats = cloud.stats()["tokenRequests"]
+    assert stats.get(TAILSPIN, 0) == stats.get(WOODGROVE, 0) == 0
+    assert await history(TAILSPIN) == []
+    deferred = {r.args[0] for r in caplog.records if "deferred" in r.msg and isinstance(r.args, tuple)}
+    assert {"crm-1", "crm-2"} <= deferred
+    alerts = [r for r in caplog.records if r.levelno == logging.ERROR and "ALERT" in r.getMessage()]
+    assert len(alerts) == 1 and "AADSTS700027" in alerts[0].getMessage()
+
+    cloud.clear_faults("*")  # the partner fixes the app's federated credential
+    for tenant, message_id, final in ((NORTHWIND, "crm-0", "linked"), (TAILSPIN, "crm-1", "already-linked")):
+        events = await wait_for_final(tenant, message_id, timeout=30)
+        assert events[0]["Outcome"] == final
+        assert all(e["Outcome"] != "failed" for e in events)
+    assert (await wait_for_final(WOODGROVE, "crm-2"))[0]["Outcome"] == "needs-customer-action"
+    await wait_until_idle(broker, host)
+    assert all(invocation.succeeded for invocation in host.invocations)
+
+
+async def test_same_csv_enqueued_twice_is_processed_once(
+    host: LocalFunctionsHost, bus_env: dict[str, str], broker: ServiceBusBroker, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "customers.csv"
+    csv_file.write_text(
+        "customerTenantId,clientId,identityType,customerName\n"
+        f"{NORTHWIND},{FEDERATED_APP},federated,Northwind\n"
+        f"{TAILSPIN},{FEDERATED_APP},federated,Tailspin\n"
+        f"{WOODGROVE},{FEDERATED_APP},federated,Woodgrove\n"
+    )
+    arguments = ["enqueue", "--csv", str(csv_file), "--connection-string", bus_env["ServiceBusConnection"]]
+    assert await asyncio.to_thread(palctl, arguments) == 0
+    assert await asyncio.to_thread(palctl, arguments) == 0
+    for tenant in (NORTHWIND, TAILSPIN, WOODGROVE):
+        message_id = f"onboard:{tenant}:{FEDERATED_APP}:default"
+        assert len(await wait_for_final(tenant, message_id)) == 1
+    await wait_until_idle(broker, host)
+    await asyncio.sleep(1.0)
+    assert len(host.invocations) == 3
