@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,48 @@ async def test_same_csv_enqueued_twice_is_processed_once(
     await wait_until_idle(broker, host)
     await asyncio.sleep(1.0)
     assert len(host.invocations) == 3
+
+
+async def test_host_killed_mid_handler_redelivers_and_records_once(
+    bus_env: dict[str, str], cloud: CloudSandbox, broker: ServiceBusBroker, tmp_path: Path
+) -> None:
+    settings_file = tmp_path / "local.settings.json"
+    settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": bus_env}))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sandbox.functions_host",
+        "--settings",
+        str(settings_file),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        assert process.stdout is not None
+        ready = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
+        assert ready["functions"] == ["onboard_customer"]
+        # ARM answers slowly, so the handler is still waiting for the PUT's reply after ARM made the link.
+        cloud.add_fault(NORTHWIND, FaultRule(target="arm", kind="latency", latency_ms=4000, count=2))
+        await send(bus_env, (onboarding_message(NORTHWIND), "crm-kill"))
+        deadline = time.monotonic() + 20
+        while not any(link["tenantId"] == NORTHWIND for link in cloud.links()):
+            assert time.monotonic() < deadline, "the PUT never reached ARM"
+            await asyncio.sleep(0.05)
+        process.kill()  # between the ARM call and the ledger write and the message completion
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert await history(NORTHWIND) == []
+
+    from shared.onboarding import reset_service
+
+    await reset_service()
+    async with LocalFunctionsHost(settings=bus_env) as restarted:
+        events = await wait_for_final(NORTHWIND, "crm-kill")
+        await wait_until_idle(broker, restarted)
+    assert [(e["Outcome"], e["DeliveryCount"]) for e in events] == [("already-linked", 2)]
+    assert len(await history(NORTHWIND)) == 1
+    await reset_service()
