@@ -12,22 +12,16 @@ from azure.functions.servicebus import ServiceBusMessage
 
 from conftest import NORTHWIND, WOODGROVE, onboarding_message
 from sandbox.cloud import CloudSandbox
+from sandbox.functions_host import indexed_functions
 from sandbox.scenario import FaultRule
 from shared.onboarding import TransientFailure, reset_service
 from shared.settings import SettingsError
 
-_FUNCTIONS: dict[str, Any] = {}
-
 
 def functions() -> dict[str, Any]:
-    # get_functions() may be called only once per app object.
-    if not _FUNCTIONS:
-        import function_app
+    import function_app
 
-        _FUNCTIONS.update(
-            {function.get_function_name(): function for function in function_app.app.get_functions()}
-        )
-    return _FUNCTIONS
+    return {function.get_function_name(): function for function in indexed_functions(function_app.app)}
 
 
 def host_message(body: dict[str, Any] | bytes, message_id: str, delivery_count: int = 1) -> ServiceBusMessage:
