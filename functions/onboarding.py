@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.onboarding import TransientFailure, get_service
+from shared.service import TransientFailure, get_service
 
 bp = func.Blueprint()
 

@@ -71,7 +71,7 @@ async def _send_as_crm(connection_string: str, queue: str, samples: list[Path]) 
 
 async def _run(env: dict[str, str], scenario: Scenario, samples: list[Path], broker: ServiceBusBroker) -> int:
     from shared.ledger import UNKNOWN_TENANT
-    from shared.onboarding import get_service, reset_service
+    from shared.service import get_service, reset_service
 
     partitions = {tenant.tenant_id for tenant in scenario.tenants} | {UNKNOWN_TENANT}
     host = LocalFunctionsHost(settings=env)

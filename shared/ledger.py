@@ -40,7 +40,15 @@ _EVENT = "event~"
 _RECEIPT = "receipt~"
 _INVERT = 10**20 - 1
 _MAX_WRITE_ATTEMPTS = 6
-_SUCCESS_KINDS = {OutcomeKind.LINKED, OutcomeKind.UPDATED, OutcomeKind.ALREADY_LINKED}
+_SUCCESS_KINDS = {
+    OutcomeKind.LINKED,
+    OutcomeKind.UPDATED,
+    OutcomeKind.ALREADY_LINKED,
+    OutcomeKind.VERIFIED,
+    OutcomeKind.HEALED,
+}
+RUNS_PARTITION = "pal-runs"
+"""Partition of the re-verification run records (one entity per nightly run)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,8 @@ class Attempt:
     attempt: int = 1
     """1 for the message as sent, n for its (n-1)th scheduled retry."""
     next_attempt_at: datetime | None = None
+    run_id: str | None = None
+    """The re-verification run this attempt belongs to, if any."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,15 @@ class Receipt:
     @property
     def is_terminal(self) -> bool:
         return not self.outcome.is_retryable
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    """What one read of a partition found for a message: its receipt and the link's state row."""
+
+    partition: str
+    receipt: Receipt | None
+    rows: dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -142,10 +161,18 @@ class Ledger:
         return attempt.customer_tenant_id or UNKNOWN_TENANT
 
     async def find_receipt(self, customer_tenant_id: str | None, message_id: str) -> Receipt | None:
+        return (await self.view(customer_tenant_id, message_id, None)).receipt
+
+    async def view(
+        self, customer_tenant_id: str | None, message_id: str, client_id: str | None
+    ) -> LedgerView:
+        """One request for the message's receipt and the link's state: reused by `record`."""
         await self.ensure_table()
-        rows = await self._point_reads(customer_tenant_id or UNKNOWN_TENANT, [receipt_row_key(message_id)])
-        entity = next(iter(rows.values()), None)
-        return _receipt(entity) if entity else None
+        partition = customer_tenant_id or UNKNOWN_TENANT
+        keys = [receipt_row_key(message_id)] + ([f"{_STATE}{client_id}"] if client_id else [])
+        rows = await self._point_reads(partition, keys)
+        entity = rows.get(keys[0])
+        return LedgerView(partition, _receipt(entity) if entity else None, rows)
 
     async def _point_reads(self, partition: str, row_keys: list[str]) -> dict[str, dict[str, Any]]:
         """Fetch several rows of one partition in a single request."""
@@ -158,7 +185,14 @@ class Ledger:
             found[entity["RowKey"]] = dict(entity) | {"_etag": entity.metadata["etag"]}
         return found
 
-    async def record(self, attempt: Attempt, outcome: Outcome, *, at: datetime | None = None) -> Recorded:
+    async def record(
+        self,
+        attempt: Attempt,
+        outcome: Outcome,
+        *,
+        at: datetime | None = None,
+        view: LedgerView | None = None,
+    ) -> Recorded:
         """Write the outcome: state (unless rejected), history event and receipt, atomically.
 
         A terminal receipt for the same message means this is a redelivery: nothing is written.
@@ -171,7 +205,10 @@ class Ledger:
         keys = [receipt_key] + ([state_key] if state_key else [])
 
         for _ in range(_MAX_WRITE_ATTEMPTS):
-            rows = await self._point_reads(partition, keys)
+            if view is not None and view.partition == partition:
+                rows, view = view.rows, None  # read just before linking: no second read
+            else:
+                rows = await self._point_reads(partition, keys)
             existing_receipt = rows.get(receipt_key)
             if existing_receipt is not None and _receipt(existing_receipt).is_terminal:
                 return Recorded(event_row_key=existing_receipt.get("EventRowKey"), duplicate=True)
@@ -224,6 +261,7 @@ class Ledger:
                 "CustomerName": attempt.customer_name,
                 "CorrelationId": attempt.correlation_id,
                 "RequestedPartnerId": attempt.partner_id,
+                "RunId": attempt.run_id,
                 "Outcome": outcome.kind.value,
                 "Reason": outcome.reason,
                 "Code": outcome.code,
@@ -266,6 +304,57 @@ class Ledger:
         )
         async for entity in query:
             yield dict(entity)
+
+    async def link_states_page(
+        self, *, outcome: str | None, top: int, continuation: dict[str, Any] | None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One page of link states across tenants, optionally of one outcome (parameters, never
+        string concatenation, build the filter)."""
+        await self.ensure_table()
+        query = "RowKey ge @lo and RowKey lt @hi"
+        parameters: dict[str, Any] = {"lo": _STATE, "hi": "link\x7f"}
+        if outcome is not None:
+            query += " and Outcome eq @outcome"
+            parameters["outcome"] = outcome
+        # The Tables SDK's continuation token is a dict (next PartitionKey/RowKey), typed as str.
+        token: Any = continuation
+        pages: Any = self._table.query_entities(query, parameters=parameters, results_per_page=top).by_page(
+            continuation_token=token
+        )
+        async for page in pages:
+            items = [dict(entity) async for entity in page]
+            return items, pages.continuation_token
+        return [], None
+
+    async def states_of_run(self, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        await self.ensure_table()
+        query = self._table.query_entities(
+            "LastRunId eq @run and RowKey ge @lo and RowKey lt @hi",
+            parameters={"run": run_id, "lo": _STATE, "hi": "link\x7f"},
+            select=["Outcome", "LastCheckedAt", "LastRunId"],
+        )
+        async for entity in query:
+            yield dict(entity)
+
+    async def create_run(self, run_id: str, *, total: int, started_at: datetime) -> bool:
+        """Record the start of a run; False when this run already exists (the timer fired twice)."""
+        await self.ensure_table()
+        entity = {"PartitionKey": RUNS_PARTITION, "RowKey": run_id, "Total": total, "StartedAt": started_at}
+        try:
+            await self._table.create_entity(entity)
+        except ResourceExistsError:
+            return False
+        return True
+
+    async def runs(self) -> list[dict[str, Any]]:
+        await self.ensure_table()
+        query = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": RUNS_PARTITION})
+        return sorted([dict(entity) async for entity in query], key=lambda run: run["RowKey"])
+
+    async def finish_run(self, run_id: str, summary: dict[str, Any]) -> None:
+        await self.ensure_table()
+        entity = {"PartitionKey": RUNS_PARTITION, "RowKey": run_id, **summary}
+        await self._table.upsert_entity(entity, mode=UpdateMode.MERGE)
 
 
 def _write(entity: dict[str, Any], previous: dict[str, Any] | None) -> tuple[Any, ...]:
@@ -325,6 +414,7 @@ def _state(
             "LastLinkedAt": now if outcome.kind in _SUCCESS_KINDS else before.get("LastLinkedAt"),
             "ConsecutiveFailures": 0 if succeeded else int(before.get("ConsecutiveFailures", 0)) + 1,
             "LastMessageId": attempt.message_id,
+            "LastRunId": attempt.run_id or before.get("LastRunId"),
             "FirstSeenAt": before.get("FirstSeenAt", now),
         }
     )

@@ -11,6 +11,10 @@ class OutcomeKind(StrEnum):
 
     LINKED = "linked"
     ALREADY_LINKED = "already-linked"
+    VERIFIED = "verified"
+    """Re-verification found the link in place."""
+    HEALED = "healed"
+    """Re-verification found the link gone and made it again."""
     UPDATED = "updated"
     KEPT_OTHER_PARTNER = "kept-other-partner"
     NEEDS_CUSTOMER_ACTION = "needs-customer-action"
@@ -32,7 +36,14 @@ class OutcomeKind(StrEnum):
 
 
 _SUCCESS = frozenset(
-    {OutcomeKind.LINKED, OutcomeKind.ALREADY_LINKED, OutcomeKind.UPDATED, OutcomeKind.KEPT_OTHER_PARTNER}
+    {
+        OutcomeKind.LINKED,
+        OutcomeKind.ALREADY_LINKED,
+        OutcomeKind.VERIFIED,
+        OutcomeKind.HEALED,
+        OutcomeKind.UPDATED,
+        OutcomeKind.KEPT_OTHER_PARTNER,
+    }
 )
 
 

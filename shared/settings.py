@@ -31,6 +31,7 @@ class OnOtherPartner(StrEnum):
 class Settings:
     partner_id: str
     onboarding_queue: str
+    verify_queue: str
     on_other_partner: OnOtherPartner
     ledger_connection_string: str | None
     """Connection string of the ledger's storage (local development, Azurite)."""
@@ -52,6 +53,7 @@ class Settings:
     retry_base_seconds: float
     retry_max_seconds: float
     credential_pause_seconds: float
+    run_summary_check_seconds: float
     sdk_retry_total: int
     http_timeout_seconds: float
 
@@ -147,13 +149,15 @@ class _Reader:
                 "such as contoso.servicebus.windows.net"
             )
         queue = self._get("ONBOARDING_QUEUE", "customer-onboarded")
-        assert queue is not None
+        verify_queue = self._get("VERIFY_QUEUE", "link-verify")
+        assert queue is not None and verify_queue is not None
         authority = self._https_url("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com")
         arm = self._https_url("ARM_ENDPOINT", "https://management.azure.com")
         assert authority is not None and arm is not None
         return Settings(
             partner_id=partner_id,
             onboarding_queue=queue,
+            verify_queue=verify_queue,
             on_other_partner=on_other_partner,
             ledger_connection_string=connection_string,
             ledger_table_service_uri=table_uri,
@@ -173,6 +177,7 @@ class _Reader:
             retry_base_seconds=float(self._int("RETRY_BASE_SECONDS", 30, 1, 3600)),
             retry_max_seconds=float(self._int("RETRY_MAX_SECONDS", 3600, 1, 7 * 86400)),
             credential_pause_seconds=float(self._int("CREDENTIAL_BROKEN_PAUSE_SECONDS", 900, 1, 86400)),
+            run_summary_check_seconds=float(self._int("RUN_SUMMARY_CHECK_SECONDS", 60, 1, 3600)),
             sdk_retry_total=self._int("SDK_RETRY_TOTAL", 2, 0, 10),
             http_timeout_seconds=float(self._int("HTTP_TIMEOUT_SECONDS", 30, 1, 230)),
         )

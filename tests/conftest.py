@@ -17,7 +17,7 @@ from sandbox.local_env import local_settings
 from sandbox.scenario import Scenario, load_scenario
 from sandbox.servicebus import ServiceBusBroker
 from shared.ledger import Ledger
-from shared.onboarding import OnboardingService, reset_service
+from shared.service import LinkService, reset_service
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,14 +77,14 @@ def settings(env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-async def service(settings: Settings) -> AsyncIterator[OnboardingService]:
-    built = OnboardingService.from_settings(settings)
+async def service(settings: Settings) -> AsyncIterator[LinkService]:
+    built = LinkService.from_settings(settings)
     yield built
     await built.close()
 
 
 @pytest.fixture
-def ledger(service: OnboardingService) -> Ledger:
+def ledger(service: LinkService) -> Ledger:
     return service.ledger
 
 

@@ -14,7 +14,7 @@ from conftest import NORTHWIND, WOODGROVE, onboarding_message
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import indexed_functions
 from sandbox.scenario import FaultRule
-from shared.onboarding import TransientFailure, reset_service
+from shared.service import TransientFailure, reset_service
 from shared.settings import SettingsError
 
 

@@ -24,15 +24,15 @@ from conftest import (
 from sandbox.cloud import CloudSandbox
 from sandbox.scenario import FaultRule
 from shared.ledger import UNKNOWN_TENANT, Ledger
-from shared.onboarding import OnboardingService
 from shared.outcomes import Outcome, OutcomeKind
+from shared.service import LinkService
 from shared.settings import OnOtherPartner, Settings
 
 NORTHWIND_OID = "d87199a7-f53b-4dd6-813d-019f7547bffb"
 FABRIKAM_OID = "fad08631-a20d-46eb-9c68-9bb2395042d8"
 
 
-async def send(service: OnboardingService, body: dict[str, Any] | bytes, message_id: str = "m-1") -> Outcome:
+async def send(service: LinkService, body: dict[str, Any] | bytes, message_id: str = "m-1") -> Outcome:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return await service.handle(raw, message_id=message_id)
 
@@ -49,7 +49,7 @@ async def only_state(ledger: Ledger, tenant: str) -> dict[str, Any]:
     return states[0]
 
 
-async def test_new_customer_is_linked_and_recorded(service: OnboardingService, cloud: CloudSandbox) -> None:
+async def test_new_customer_is_linked_and_recorded(service: LinkService, cloud: CloudSandbox) -> None:
     outcome = await send(
         service, onboarding_message(NORTHWIND, customerName="Northwind", correlationId="CRM-1")
     )
@@ -70,7 +70,7 @@ async def test_new_customer_is_linked_and_recorded(service: OnboardingService, c
     assert history[0]["MessageId"] == "m-1"
 
 
-async def test_already_linked_customer_is_left_alone(service: OnboardingService, cloud: CloudSandbox) -> None:
+async def test_already_linked_customer_is_left_alone(service: LinkService, cloud: CloudSandbox) -> None:
     before = sandbox_link(cloud, TAILSPIN)
     outcome = await send(service, onboarding_message(TAILSPIN))
     assert outcome.kind is OutcomeKind.ALREADY_LINKED
@@ -80,7 +80,7 @@ async def test_already_linked_customer_is_left_alone(service: OnboardingService,
 
 
 async def test_other_partner_is_updated_and_previous_id_recorded(
-    service: OnboardingService, cloud: CloudSandbox
+    service: LinkService, cloud: CloudSandbox
 ) -> None:
     created_before = sandbox_link(cloud, FABRIKAM)["createdTime"]  # type: ignore[index]
     body = onboarding_message(
@@ -98,9 +98,7 @@ async def test_other_partner_is_updated_and_previous_id_recorded(
 
 
 async def test_other_partner_is_kept_when_configured(settings: Settings, cloud: CloudSandbox) -> None:
-    keep = OnboardingService.from_settings(
-        dataclasses.replace(settings, on_other_partner=OnOtherPartner.KEEP)
-    )
+    keep = LinkService.from_settings(dataclasses.replace(settings, on_other_partner=OnOtherPartner.KEEP))
     try:
         body = onboarding_message(
             FABRIKAM, FABRIKAM_APP, identity_type="secret", secret_name="fabrikam-pal-secret"
@@ -113,7 +111,7 @@ async def test_other_partner_is_kept_when_configured(settings: Settings, cloud: 
     assert sandbox_link(cloud, FABRIKAM)["partnerId"] == OTHER_PARTNER_ID  # type: ignore[index]
 
 
-async def test_certificate_identity_is_linked(service: OnboardingService, cloud: CloudSandbox) -> None:
+async def test_certificate_identity_is_linked(service: LinkService, cloud: CloudSandbox) -> None:
     body = onboarding_message(
         LITWARE, LITWARE_APP, identity_type="certificate", secret_name="litware-pal-cert"
     )
@@ -122,7 +120,7 @@ async def test_certificate_identity_is_linked(service: OnboardingService, cloud:
     assert sandbox_link(cloud, LITWARE)["partnerId"] == PARTNER_ID  # type: ignore[index]
 
 
-async def test_missing_consent_needs_customer_action(service: OnboardingService) -> None:
+async def test_missing_consent_needs_customer_action(service: LinkService) -> None:
     outcome = await send(service, onboarding_message(WOODGROVE))
     assert outcome.kind is OutcomeKind.NEEDS_CUSTOMER_ACTION
     assert outcome.code == "AADSTS700016"
@@ -141,7 +139,7 @@ async def test_missing_consent_needs_customer_action(service: OnboardingService)
 
 
 async def test_disabled_app_and_unknown_tenant_need_customer_action(
-    service: OnboardingService, cloud: CloudSandbox
+    service: LinkService, cloud: CloudSandbox
 ) -> None:
     cloud.set_service_principal_enabled(NORTHWIND, FEDERATED_APP, False)
     disabled = await send(service, onboarding_message(NORTHWIND), "m-disabled")
@@ -151,7 +149,7 @@ async def test_disabled_app_and_unknown_tenant_need_customer_action(
 
 
 async def test_wrong_secret_is_a_broken_partner_credential_and_recovers_after_rotation(
-    service: OnboardingService, cloud: CloudSandbox
+    service: LinkService, cloud: CloudSandbox
 ) -> None:
     good = cloud.secret_value("fabrikam-pal-secret")
     cloud.set_secret("fabrikam-pal-secret", "Abc8Q~this-is-not-the-right-secret-value-000")
@@ -169,21 +167,21 @@ async def test_wrong_secret_is_a_broken_partner_credential_and_recovers_after_ro
     assert (state["Outcome"], state["ConsecutiveFailures"]) == ("updated", 0)
 
 
-async def test_missing_key_vault_secret_is_a_broken_partner_credential(service: OnboardingService) -> None:
+async def test_missing_key_vault_secret_is_a_broken_partner_credential(service: LinkService) -> None:
     body = onboarding_message(FABRIKAM, FABRIKAM_APP, identity_type="secret", secret_name="no-such-secret")
     outcome = await send(service, body)
     assert outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN
     assert "does not exist" in outcome.reason
 
 
-async def test_unknown_partner_id_is_invalid(service: OnboardingService, cloud: CloudSandbox) -> None:
+async def test_unknown_partner_id_is_invalid(service: LinkService, cloud: CloudSandbox) -> None:
     outcome = await send(service, onboarding_message(NORTHWIND, partnerId="1111111"))
     assert (outcome.kind, outcome.code) == (OutcomeKind.INVALID_PARTNER_ID, "PartnerIdInvalid")
     assert sandbox_link(cloud, NORTHWIND) is None
 
 
 async def test_throttling_is_transient_with_the_servers_retry_after(
-    service: OnboardingService, cloud: CloudSandbox
+    service: LinkService, cloud: CloudSandbox
 ) -> None:
     cloud.add_fault(NORTHWIND, FaultRule(target="arm", kind="status", status=429, retry_after=17, count=1))
     throttled = await send(service, onboarding_message(NORTHWIND), "m-1")
@@ -202,7 +200,7 @@ async def test_throttling_is_transient_with_the_servers_retry_after(
 
 
 async def test_server_errors_and_dropped_connections_are_transient(
-    service: OnboardingService, cloud: CloudSandbox
+    service: LinkService, cloud: CloudSandbox
 ) -> None:
     cloud.add_fault(NORTHWIND, FaultRule(target="arm", kind="status", status=503, count=1))
     # aiohttp silently retries a GET once when a kept-alive connection drops: drop every attempt.
@@ -213,7 +211,7 @@ async def test_server_errors_and_dropped_connections_are_transient(
     assert (dropped.kind, dropped.code) == (OutcomeKind.TRANSIENT, "network")
 
 
-async def test_token_endpoint_faults_are_classified(service: OnboardingService, cloud: CloudSandbox) -> None:
+async def test_token_endpoint_faults_are_classified(service: LinkService, cloud: CloudSandbox) -> None:
     cloud.add_fault(NORTHWIND, FaultRule(target="token", kind="aadsts", aadsts=53003, count=1))
     cloud.add_fault(TAILSPIN, FaultRule(target="token", kind="aadsts", aadsts=90033))
     blocked = await send(service, onboarding_message(NORTHWIND), "m-1")
@@ -223,7 +221,7 @@ async def test_token_endpoint_faults_are_classified(service: OnboardingService, 
     assert (busy.kind, busy.code) == (OutcomeKind.TRANSIENT, "AADSTS90033")
 
 
-async def test_put_race_is_answered_by_a_fresh_get(service: OnboardingService, cloud: CloudSandbox) -> None:
+async def test_put_race_is_answered_by_a_fresh_get(service: LinkService, cloud: CloudSandbox) -> None:
     # A link appears between our GET and PUT: the PUT answers 409 and the linker looks again.
     cloud.add_fault(NORTHWIND, FaultRule(target="arm", kind="latency", latency_ms=300, count=1))
     task = asyncio.create_task(send(service, onboarding_message(NORTHWIND)))
@@ -235,7 +233,7 @@ async def test_put_race_is_answered_by_a_fresh_get(service: OnboardingService, c
 
 
 async def test_put_answering_200_with_another_partners_link_is_updated(
-    service: OnboardingService, cloud: CloudSandbox
+    service: LinkService, cloud: CloudSandbox
 ) -> None:
     cloud.set_put_when_linked("ok")
     cloud.add_fault(NORTHWIND, FaultRule(target="arm", kind="latency", latency_ms=300, count=1))
@@ -247,9 +245,7 @@ async def test_put_answering_200_with_another_partners_link_is_updated(
     assert sandbox_link(cloud, NORTHWIND)["partnerId"] == PARTNER_ID  # type: ignore[index]
 
 
-async def test_one_token_per_tenant_however_many_messages(
-    service: OnboardingService, cloud: CloudSandbox
-) -> None:
+async def test_one_token_per_tenant_however_many_messages(service: LinkService, cloud: CloudSandbox) -> None:
     cloud.reset_stats()
     for number in range(6):
         if number % 2:
@@ -263,9 +259,7 @@ async def test_one_token_per_tenant_however_many_messages(
     assert _arm_calls(stats, NORTHWIND, "GET") == 6
 
 
-async def test_redelivered_message_adds_no_second_event(
-    service: OnboardingService, cloud: CloudSandbox
-) -> None:
+async def test_redelivered_message_adds_no_second_event(service: LinkService, cloud: CloudSandbox) -> None:
     first = await send(service, onboarding_message(NORTHWIND), "m-same")
     calls_after_first = _arm_calls(cloud.stats(), NORTHWIND, "GET")
     again = await service.handle(
@@ -277,14 +271,14 @@ async def test_redelivered_message_adds_no_second_event(
     assert len(await service.ledger.history(NORTHWIND)) == 1
 
 
-async def test_concurrent_deliveries_of_one_message_record_one_event(service: OnboardingService) -> None:
+async def test_concurrent_deliveries_of_one_message_record_one_event(service: LinkService) -> None:
     body = json.dumps(onboarding_message(NORTHWIND)).encode()
     outcomes = await asyncio.gather(*(service.handle(body, message_id="m-dup") for _ in range(4)))
     assert {outcome.kind for outcome in outcomes} <= {OutcomeKind.LINKED, OutcomeKind.ALREADY_LINKED}
     assert len(await service.ledger.history(NORTHWIND)) == 1
 
 
-async def test_concurrent_messages_for_one_link_lose_no_update(service: OnboardingService) -> None:
+async def test_concurrent_messages_for_one_link_lose_no_update(service: LinkService) -> None:
     body = json.dumps(onboarding_message(NORTHWIND)).encode()
     await asyncio.gather(*(service.handle(body, message_id=f"m-{number}") for number in range(5)))
     history = await service.ledger.history(NORTHWIND)
@@ -295,7 +289,7 @@ async def test_concurrent_messages_for_one_link_lose_no_update(service: Onboardi
     assert state["LinkedPartnerId"] == PARTNER_ID
 
 
-async def test_rejections_are_recorded_once_and_filed_by_tenant(service: OnboardingService) -> None:
+async def test_rejections_are_recorded_once_and_filed_by_tenant(service: LinkService) -> None:
     bad_partner = await send(service, onboarding_message(NORTHWIND, partnerId="12-345"), "m-1")
     not_json = await send(service, b"<xml/>", "m-2")
     again = await send(service, b"<xml/>", "m-2")

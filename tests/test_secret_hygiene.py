@@ -11,8 +11,8 @@ from azure.data.tables.aio import TableClient
 
 from conftest import FABRIKAM, FABRIKAM_APP, LITWARE, LITWARE_APP, NORTHWIND, onboarding_message
 from sandbox.cloud import CloudSandbox
-from shared.onboarding import OnboardingService
 from shared.outcomes import OutcomeKind
+from shared.service import LinkService
 
 PLANTED = "Qz78Q~PLANTED-secret-0123456789abcdefghijklm"
 PLANTED_PASSWORD = "correct-horse-battery-staple-PLANTED"
@@ -45,7 +45,7 @@ async def everything_stored(env: dict[str, str]) -> str:
 )
 async def test_secret_in_a_message_is_rejected_and_never_written(
     body: dict[str, Any],
-    service: OnboardingService,
+    service: LinkService,
     env: dict[str, str],
     all_logs: pytest.LogCaptureFixture,
 ) -> None:
@@ -66,7 +66,7 @@ async def test_secret_in_a_message_is_rejected_and_never_written(
 
 
 async def test_key_vault_credentials_never_leave_the_credential(
-    service: OnboardingService,
+    service: LinkService,
     cloud: CloudSandbox,
     env: dict[str, str],
     all_logs: pytest.LogCaptureFixture,

@@ -1,4 +1,8 @@
-"""Handles one `customer-onboarded` message: validate, link, record. Knows nothing of Azure Functions."""
+"""The link service: validate a request, link, record, and arrange the retry a failure calls for.
+
+One path for the three ways a link is worked on: a `customer-onboarded` message, a nightly
+verify message, and an operator's relink over HTTP. Knows nothing of Azure Functions.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ import dataclasses
 import hashlib
 import logging
 import time
+import uuid
 import weakref
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from .credentials import CredentialCache
@@ -31,7 +37,13 @@ from .settings import Settings
 
 logger = logging.getLogger(__name__)
 
-SOURCE_ONBOARDING = "onboarding"
+RUN_ID_PROPERTY = "palRunId"
+
+
+class Source(StrEnum):
+    ONBOARDING = "onboarding"
+    VERIFY = "verify"
+    RELINK = "relink"
 
 
 class TransientFailure(RuntimeError):
@@ -42,7 +54,42 @@ class TransientFailure(RuntimeError):
         super().__init__(f"transient: {outcome.reason}" + (f" ({outcome.code})" if outcome.code else ""))
 
 
-class OnboardingService:
+@dataclasses.dataclass(frozen=True)
+class _Delivery:
+    """Where a request came from and how many times it has been tried."""
+
+    message_id: str
+    original_id: str
+    source: Source
+    delivery_count: int = 1
+    attempt: int = 1
+    pauses: int = 0
+    run_id: str | None = None
+
+    @classmethod
+    def of_message(
+        cls, message_id: str, source: Source, delivery_count: int, properties: Mapping[str, Any]
+    ) -> _Delivery:
+        def number(name: str, default: int) -> int:
+            try:
+                return max(default, int(properties.get(name, default)))
+            except (TypeError, ValueError):
+                return default
+
+        original = properties.get(ORIGINAL_ID_PROPERTY)
+        run_id = properties.get(RUN_ID_PROPERTY)
+        return cls(
+            message_id=message_id,
+            original_id=original if isinstance(original, str) and original else message_id,
+            source=source,
+            delivery_count=delivery_count,
+            attempt=number(ATTEMPT_PROPERTY, 1),
+            pauses=number(PAUSES_PROPERTY, 0),
+            run_id=run_id if isinstance(run_id, str) else None,
+        )
+
+
+class LinkService:
     def __init__(
         self,
         settings: Settings,
@@ -71,7 +118,7 @@ class OnboardingService:
         return self.sender is not None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> OnboardingService:
+    def from_settings(cls, settings: Settings) -> LinkService:
         """Build the service; must be called inside the event loop that will use it."""
         transport = shared_transport(settings)
         credentials = CredentialCache(settings, transport)
@@ -90,6 +137,9 @@ class OnboardingService:
         for close in self._closers:
             await close()
 
+    def queue_of(self, source: Source) -> str:
+        return self.settings.verify_queue if source is Source.VERIFY else self.settings.onboarding_queue
+
     async def handle(
         self,
         body: bytes,
@@ -97,17 +147,17 @@ class OnboardingService:
         message_id: str,
         delivery_count: int = 1,
         properties: Mapping[str, Any] | None = None,
+        source: Source = Source.ONBOARDING,
     ) -> Outcome:
-        """Process one message: validate, link, record, and schedule the retry a failure calls for.
+        """Process one queue message; returns the outcome and never raises for a service error.
 
-        Returns the outcome; never raises for a service error. Without a Service Bus sender a
-        transient outcome is returned for the caller to retry.
+        Without a Service Bus sender a transient outcome is returned for the caller to retry.
         """
         started = time.monotonic()
         # The host always sets a MessageId; should one be missing, the body stands in for it so
         # that redelivery stays idempotent.
         message_id = message_id or "sha256:" + hashlib.sha256(body).hexdigest()
-        retry = _RetryState.read(properties or {}, message_id)
+        delivery = _Delivery.of_message(message_id, source, delivery_count, properties or {})
         try:
             request = parse_onboarding_message(
                 body, default_partner_id=self.settings.partner_id, max_bytes=self.settings.max_message_bytes
@@ -117,52 +167,55 @@ class OnboardingService:
                 OutcomeKind.REJECTED,
                 f"message rejected ({rejection.reason.value}): {rejection.details[0]}",
                 code=rejection.reason.value,
-                remediation="Fix the message in the CRM and send it again; it will not be retried.",
+                remediation="Fix the message at its source and send it again; it will not be retried.",
                 details=rejection.details,
             )
             attempt = Attempt(
                 message_id=message_id,
-                source=SOURCE_ONBOARDING,
+                source=source.value,
                 customer_tenant_id=rejection.customer_tenant_id,
                 delivery_count=delivery_count,
                 duration_ms=_elapsed_ms(started),
+                run_id=delivery.run_id,
             )
             await self.ledger.record(attempt, outcome)
             log_outcome(attempt, outcome)
             return outcome
+        return await self._process(request, delivery, body=body, started=started)
 
-        receipt = await self.ledger.find_receipt(request.customer_tenant_id, message_id)
-        if receipt is not None and receipt.is_terminal:
+    async def relink(self, request: OnboardingRequest) -> Outcome:
+        """An operator's relink: linked now, recorded like any other attempt, never rescheduled."""
+        delivery = _Delivery(message_id=f"relink:{uuid.uuid4()}", original_id="", source=Source.RELINK)
+        return await self._process(request, delivery, body=None, started=time.monotonic())
+
+    async def _process(
+        self, request: OnboardingRequest, delivery: _Delivery, *, body: bytes | None, started: float
+    ) -> Outcome:
+        identity = request.identity
+        view = await self.ledger.view(request.customer_tenant_id, delivery.message_id, identity.client_id)
+        if view.receipt is not None and view.receipt.is_terminal:
             logger.info(
                 "duplicate delivery of message %s: already recorded as %s; nothing done",
-                message_id,
-                receipt.outcome.value,
-                extra={"messageId": message_id, "customerTenantId": request.customer_tenant_id},
+                delivery.message_id,
+                view.receipt.outcome.value,
+                extra={"messageId": delivery.message_id, "customerTenantId": request.customer_tenant_id},
             )
-            return Outcome(receipt.outcome, receipt.reason, code="duplicate-delivery")
+            return Outcome(view.receipt.outcome, view.receipt.reason, code="duplicate-delivery")
 
-        credential_key = (
-            request.identity.type.value,
-            request.identity.client_id,
-            request.identity.key_vault_secret_name or "",
-        )
+        can_reschedule = body is not None and self.sender is not None
+        credential_key = (identity.type.value, identity.client_id, identity.key_vault_secret_name or "")
         paused_for = self.breaker.remaining(credential_key)
-        if paused_for and self.sender is not None:
+        if paused_for and body is not None and can_reschedule:
             delay = self.policy.pause_seconds(paused_for)
             await self._schedule(
-                body,
-                request,
-                retry,
-                attempt=retry.attempt,
-                pauses=retry.pauses + 1,
-                at=datetime.now(UTC) + timedelta(seconds=delay),
+                request, delivery, body, attempt=delivery.attempt, pauses=delivery.pauses + 1, delay=delay
             )
             logger.info(
                 "message %s deferred %.0f s: the partner credential for client %s is broken",
-                message_id,
+                delivery.message_id,
                 delay,
-                request.identity.client_id,
-                extra={"messageId": message_id, "customerTenantId": request.customer_tenant_id},
+                identity.client_id,
+                extra={"messageId": delivery.message_id, "customerTenantId": request.customer_tenant_id},
             )
             return Outcome(
                 OutcomeKind.PARTNER_CREDENTIAL_BROKEN,
@@ -170,131 +223,114 @@ class OnboardingService:
                 code="deferred",
             )
 
-        outcome = await self.linker.link(request.customer_tenant_id, request.identity, request.partner_id)
+        outcome = await self.linker.link(request.customer_tenant_id, identity, request.partner_id)
+        if delivery.source is Source.VERIFY:
+            outcome = _as_verification(outcome)
         next_attempt: tuple[int, int, float] | None = None
         if outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN:
             if self.breaker.trip(credential_key, self.policy.credential_pause_seconds):
                 logger.error(
                     "ALERT partner credential broken: client %s (%s) failed with %s; every tenant "
                     "using it is paused for %.0f s. %s",
-                    request.identity.client_id,
-                    request.identity.type.value,
+                    identity.client_id,
+                    identity.type.value,
                     outcome.code,
                     self.policy.credential_pause_seconds,
                     outcome.remediation or "",
                 )
             pause = self.policy.pause_seconds(self.policy.credential_pause_seconds)
-            next_attempt = (retry.attempt, retry.pauses + 1, pause)
-        elif outcome.kind is OutcomeKind.TRANSIENT:
-            if retry.attempt >= self.policy.max_attempts:
+            next_attempt = (delivery.attempt, delivery.pauses + 1, pause)
+        elif outcome.kind is OutcomeKind.TRANSIENT and can_reschedule:
+            if delivery.attempt >= self.policy.max_attempts:
                 outcome = dataclasses.replace(
                     outcome,
                     kind=OutcomeKind.FAILED,
-                    reason=f"gave up after {retry.attempt} attempts: {outcome.reason}",
+                    reason=f"gave up after {delivery.attempt} attempts: {outcome.reason}",
                     remediation="The nightly re-verification will try again; relink by hand to try now.",
                 )
             else:
-                next_attempt = (
-                    retry.attempt + 1,
-                    0,
-                    self.policy.backoff_seconds(retry.attempt, outcome.retry_after),
-                )
-        else:
+                backoff = self.policy.backoff_seconds(delivery.attempt, outcome.retry_after)
+                next_attempt = (delivery.attempt + 1, 0, backoff)
+        elif outcome.kind is not OutcomeKind.TRANSIENT:
             self.breaker.reset(credential_key)
 
-        if self.sender is None:
+        if not can_reschedule:
             next_attempt = None
         decided_at = datetime.now(UTC)
         next_at = decided_at + timedelta(seconds=next_attempt[2]) if next_attempt else None
-        attempt = _attempt(request, message_id, delivery_count, _elapsed_ms(started), retry.attempt, next_at)
+        attempt = Attempt(
+            message_id=delivery.message_id,
+            source=delivery.source.value,
+            customer_tenant_id=request.customer_tenant_id,
+            client_id=identity.client_id,
+            identity_type=identity.type.value,
+            key_vault_secret_name=identity.key_vault_secret_name,
+            partner_id=request.partner_id,
+            customer_name=request.customer_name,
+            correlation_id=request.correlation_id,
+            delivery_count=delivery.delivery_count,
+            duration_ms=_elapsed_ms(started),
+            attempt=delivery.attempt,
+            next_attempt_at=next_at,
+            run_id=delivery.run_id,
+        )
         if next_attempt is not None:
             # Scheduled before the outcome is recorded: if we crash in between, the redelivered
             # message schedules the same MessageId again and duplicate detection drops the copy;
             # the other order could record a final outcome whose retry never got sent.
-            number, pauses, _ = next_attempt
-            assert next_at is not None
-            await self._schedule(body, request, retry, attempt=number, pauses=pauses, at=next_at)
-        recorded = await self.ledger.record(attempt, outcome, at=decided_at)
+            number, pauses, delay = next_attempt
+            assert body is not None
+            await self._schedule(request, delivery, body, attempt=number, pauses=pauses, delay=delay)
+        recorded = await self.ledger.record(attempt, outcome, at=decided_at, view=view)
         if recorded.duplicate:
-            logger.info("message %s was recorded meanwhile by another delivery", message_id)
+            logger.info("message %s was recorded meanwhile by another delivery", delivery.message_id)
             return outcome
         log_outcome(attempt, outcome)
         return outcome
 
     async def _schedule(
         self,
-        body: bytes,
         request: OnboardingRequest,
-        retry: _RetryState,
+        delivery: _Delivery,
+        body: bytes,
         *,
         attempt: int,
         pauses: int,
-        at: datetime,
+        delay: float,
     ) -> None:
         assert self.sender is not None
+        properties: dict[str, str | int | float | bool] = {
+            ATTEMPT_PROPERTY: attempt,
+            PAUSES_PROPERTY: pauses,
+            ORIGINAL_ID_PROPERTY: delivery.original_id,
+        }
+        if delivery.run_id:
+            properties[RUN_ID_PROPERTY] = delivery.run_id
         await self.sender.schedule(
-            self.settings.onboarding_queue,
+            self.queue_of(delivery.source),
             body,
-            message_id=retry_message_id(retry.original_id, attempt, pauses),
-            at=at,
-            properties={
-                ATTEMPT_PROPERTY: attempt,
-                PAUSES_PROPERTY: pauses,
-                ORIGINAL_ID_PROPERTY: retry.original_id,
-            },
+            message_id=retry_message_id(delivery.original_id, attempt, pauses),
+            at=datetime.now(UTC) + timedelta(seconds=delay),
+            properties=properties,
             correlation_id=request.correlation_id,
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class _RetryState:
-    original_id: str
-    attempt: int
-    pauses: int
-
-    @classmethod
-    def read(cls, properties: Mapping[str, Any], message_id: str) -> _RetryState:
-        def number(name: str, default: int) -> int:
-            try:
-                return max(default, int(properties.get(name, default)))
-            except (TypeError, ValueError):
-                return default
-
-        original = properties.get(ORIGINAL_ID_PROPERTY)
-        return cls(
-            original_id=original if isinstance(original, str) and original else message_id,
-            attempt=number(ATTEMPT_PROPERTY, 1),
-            pauses=number(PAUSES_PROPERTY, 0),
+def _as_verification(outcome: Outcome) -> Outcome:
+    """In a re-verification, a link already in place is `verified` and one made again is `healed`."""
+    if outcome.kind is OutcomeKind.ALREADY_LINKED:
+        return dataclasses.replace(outcome, kind=OutcomeKind.VERIFIED, reason=f"in place: {outcome.reason}")
+    if outcome.kind is OutcomeKind.LINKED:
+        return dataclasses.replace(
+            outcome,
+            kind=OutcomeKind.HEALED,
+            reason=f"the link was missing and is made again: {outcome.reason}",
         )
+    return outcome
 
 
 def _elapsed_ms(started: float) -> float:
     return (time.monotonic() - started) * 1000
-
-
-def _attempt(
-    request: OnboardingRequest,
-    message_id: str,
-    delivery_count: int,
-    duration_ms: float,
-    number: int,
-    next_attempt_at: datetime | None,
-) -> Attempt:
-    return Attempt(
-        message_id=message_id,
-        source=SOURCE_ONBOARDING,
-        customer_tenant_id=request.customer_tenant_id,
-        client_id=request.identity.client_id,
-        identity_type=request.identity.type.value,
-        key_vault_secret_name=request.identity.key_vault_secret_name,
-        partner_id=request.partner_id,
-        customer_name=request.customer_name,
-        correlation_id=request.correlation_id,
-        delivery_count=delivery_count,
-        duration_ms=duration_ms,
-        attempt=number,
-        next_attempt_at=next_attempt_at,
-    )
 
 
 def log_outcome(attempt: Attempt, outcome: Outcome) -> None:
@@ -308,6 +344,7 @@ def log_outcome(attempt: Attempt, outcome: Outcome) -> None:
         "messageId": attempt.message_id,
         "deliveryCount": attempt.delivery_count,
         "attempt": attempt.attempt,
+        "runId": attempt.run_id,
         "nextAttemptAt": attempt.next_attempt_at.isoformat(timespec="seconds")
         if attempt.next_attempt_at
         else None,
@@ -325,12 +362,12 @@ def log_outcome(attempt: Attempt, outcome: Outcome) -> None:
     logger.log(level, "%s reason=%r", text, outcome.reason, extra=fields)
 
 
-_services: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[OnboardingService]] = (
+_services: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[LinkService]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-async def get_service() -> OnboardingService:
+async def get_service() -> LinkService:
     """The service for the running event loop, built from the environment on first use.
 
     Settings are read here, not at import, so that a bad setting cannot stop the host from
@@ -340,8 +377,8 @@ async def get_service() -> OnboardingService:
     task = _services.get(loop)
     if task is None or (task.done() and task.exception() is not None):
 
-        async def build() -> OnboardingService:
-            return OnboardingService.from_settings(Settings.from_env())
+        async def build() -> LinkService:
+            return LinkService.from_settings(Settings.from_env())
 
         task = loop.create_task(build())
         _services[loop] = task
