@@ -2,7 +2,11 @@
 
 import azure.functions as func
 
+from functions.http_api import bp as http_api
 from functions.onboarding import bp as onboarding
+from functions.reverify import bp as reverify
 
-app = func.FunctionApp()
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(onboarding)
+app.register_functions(reverify)
+app.register_functions(http_api)

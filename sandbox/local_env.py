@@ -37,6 +37,8 @@ def local_settings(
     values = {
         "PARTNER_ID": partner_id,
         "ONBOARDING_QUEUE": "customer-onboarded",
+        "VERIFY_QUEUE": "link-verify",
+        "REVERIFY_SCHEDULE": "0 0 2 * * *",
         "LedgerStorage": ledger_connection_string,
         "LEDGER_TABLE": ledger_table,
         "AZURE_AUTHORITY_HOST": cloud.authority,

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
 
 from .settings import Settings
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    body: bytes
+    message_id: str
+    properties: Mapping[str, str | int | float | bool]
 
 
 class QueueSender:
@@ -68,6 +76,29 @@ class QueueSender:
         )
         sender = await self._sender(queue)
         await sender.schedule_messages(message, at)
+
+    async def send_batch(self, queue: str, messages: Sequence[OutgoingMessage]) -> int:
+        """Send in as few batches as the size limit allows; returns how many were sent."""
+        from azure.servicebus import ServiceBusMessage
+
+        sender = await self._sender(queue)
+        batch = await sender.create_message_batch()
+        for outgoing in messages:
+            message = ServiceBusMessage(
+                outgoing.body,
+                message_id=outgoing.message_id,
+                content_type="application/json",
+                application_properties={str(key): value for key, value in outgoing.properties.items()},
+            )
+            try:
+                batch.add_message(message)
+            except ValueError:  # full: send it and start the next one
+                await sender.send_messages(batch)
+                batch = await sender.create_message_batch()
+                batch.add_message(message)
+        if len(batch):
+            await sender.send_messages(batch)
+        return len(messages)
 
     async def close(self) -> None:
         for sender in self._senders.values():

@@ -45,18 +45,35 @@ async def fresh_service(env: dict[str, str]) -> AsyncIterator[None]:
 
 
 def test_bindings_are_indexed_as_the_host_expects() -> None:
-    indexed = functions()
-    assert set(indexed) == {"onboard_customer"}
-    binding = json.loads(indexed["onboard_customer"].get_function_json())["bindings"]
-    assert binding == [
+    indexed = {name: json.loads(f.get_function_json())["bindings"] for name, f in functions().items()}
+    service_bus = {
+        "direction": "IN",
+        "type": "serviceBusTrigger",
+        "name": "message",
+        "connection": "ServiceBusConnection",
+    }
+    assert indexed["onboard_customer"] == [{**service_bus, "queueName": "%ONBOARDING_QUEUE%"}]
+    assert indexed["verify_link"] == [{**service_bus, "queueName": "%VERIFY_QUEUE%"}]
+    assert indexed["reverify_links"] == [
         {
             "direction": "IN",
-            "type": "serviceBusTrigger",
-            "name": "message",
-            "connection": "ServiceBusConnection",
-            "queueName": "%ONBOARDING_QUEUE%",
+            "type": "timerTrigger",
+            "name": "timer",
+            "schedule": "%REVERIFY_SCHEDULE%",
+            "runOnStartup": False,
         }
     ]
+    routes = {
+        name: (bindings[0]["route"], bindings[0]["authLevel"], bindings[1])
+        for name, bindings in indexed.items()
+        if bindings[0]["type"] == "httpTrigger"
+    }
+    out = {"direction": "OUT", "type": "http", "name": "$return"}
+    assert routes == {
+        "relink_customer": ("links/{customerTenantId}/relink", "FUNCTION", out),
+        "list_links": ("links", "FUNCTION", out),
+        "get_link": ("links/{customerTenantId}", "FUNCTION", out),
+    }
 
 
 def test_core_and_adapters_do_not_import_the_sandbox_or_functions_sdk() -> None:

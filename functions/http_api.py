@@ -1,0 +1,52 @@
+"""HTTP triggers of the operators' API (function-level keys); the behaviour is in shared.api."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.api import ApiResponse, LinksApi, method_not_allowed
+from shared.service import get_service
+
+bp = func.Blueprint()
+# Every method is routed here so that a wrong one gets 405 with Allow, not the host's 404.
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def _reply(response: ApiResponse) -> func.HttpResponse:
+    return func.HttpResponse(
+        body=response.encoded(),
+        status_code=response.status,
+        headers=response.headers,
+        mimetype=response.content_type,
+        charset="utf-8",
+    )
+
+
+@bp.function_name("relink_customer")
+@bp.route(route="links/{customerTenantId}/relink", methods=_ALL_METHODS, auth_level=func.AuthLevel.FUNCTION)
+async def relink_customer(req: func.HttpRequest) -> func.HttpResponse:
+    """POST /api/links/{customerTenantId}/relink: link now and return the outcome."""
+    if req.method != "POST":
+        return _reply(method_not_allowed(req.method, ["POST"]))
+    api = LinksApi(await get_service())
+    return _reply(await api.relink(req.route_params["customerTenantId"], req.get_body()))
+
+
+@bp.function_name("list_links")
+@bp.route(route="links", methods=_ALL_METHODS, auth_level=func.AuthLevel.FUNCTION)
+async def list_links(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/links?outcome=&top=&continuationToken=: link states, paged."""
+    if req.method != "GET":
+        return _reply(method_not_allowed(req.method, ["GET"]))
+    api = LinksApi(await get_service())
+    return _reply(await api.list_links(dict(req.params)))
+
+
+@bp.function_name("get_link")
+@bp.route(route="links/{customerTenantId}", methods=_ALL_METHODS, auth_level=func.AuthLevel.FUNCTION)
+async def get_link(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/links/{customerTenantId}: the tenant's link states and recent history."""
+    if req.method != "GET":
+        return _reply(method_not_allowed(req.method, ["GET"]))
+    api = LinksApi(await get_service())
+    return _reply(await api.get_link(req.route_params["customerTenantId"]))

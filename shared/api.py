@@ -1,0 +1,300 @@
+"""The operators' HTTP API, without Azure Functions: relink one customer, read link status.
+
+Errors are RFC 9457 problem details. Requests are validated with the same parser as queue
+messages, so the rules (GUIDs, partner IDs, no credentials) are the same on every path.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .message import MessageRejected, RejectionReason, find_credentials, parse_onboarding_message
+from .outcomes import OutcomeKind
+from .service import LinkService
+
+MAX_BODY_BYTES = 16 * 1024
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_PROBLEM_BASE = "https://pal-autopilot.example/problems/"
+_RELINK_FIELDS = {"identity", "partnerId"}
+_LIST_PARAMETERS = {"outcome", "top", "continuationToken"}
+
+# Ledger columns shown for a link, in API names.
+_LINK_FIELDS = {
+    "CustomerTenantId": "customerTenantId",
+    "ClientId": "clientId",
+    "IdentityType": "identityType",
+    "KeyVaultSecretName": "keyVaultSecretName",
+    "CustomerName": "customerName",
+    "CorrelationId": "correlationId",
+    "PartnerId": "partnerId",
+    "LinkedPartnerId": "linkedPartnerId",
+    "PreviousPartnerId": "previousPartnerId",
+    "ObjectId": "objectId",
+    "LinkVersion": "linkVersion",
+    "Outcome": "outcome",
+    "Reason": "reason",
+    "Code": "code",
+    "Remediation": "remediation",
+    "LastCheckedAt": "lastCheckedAt",
+    "LastLinkedAt": "lastLinkedAt",
+    "ConsecutiveFailures": "consecutiveFailures",
+    "FirstSeenAt": "firstSeenAt",
+}
+_EVENT_FIELDS = {
+    "EventTime": "time",
+    "Source": "source",
+    "MessageId": "messageId",
+    "Attempt": "attempt",
+    "ClientId": "clientId",
+    "Outcome": "outcome",
+    "Reason": "reason",
+    "Code": "code",
+    "Remediation": "remediation",
+    "PartnerId": "partnerId",
+    "PreviousPartnerId": "previousPartnerId",
+    "RunId": "runId",
+    "CorrelationId": "correlationId",
+}
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    status: int
+    body: dict[str, Any] | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def content_type(self) -> str:
+        return "application/problem+json" if self.status >= 400 else "application/json"
+
+    def encoded(self) -> bytes:
+        return b"" if self.body is None else json.dumps(self.body, default=_json_default).encode()
+
+
+def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> ApiResponse:
+    return ApiResponse(
+        status,
+        {"type": _PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail, **extra},
+    )
+
+
+def method_not_allowed(method: str, allowed: list[str]) -> ApiResponse:
+    response = problem(405, "method-not-allowed", "Method not allowed", f"{method} is not allowed here")
+    response.headers["Allow"] = ", ".join(allowed)
+    return response
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def _project(entity: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, Any]:
+    return {name: entity[column] for column, name in fields.items() if entity.get(column) is not None}
+
+
+def _bad_tenant(customer_tenant_id: str) -> ApiResponse | None:
+    if _GUID.match(customer_tenant_id) and customer_tenant_id != "00000000-0000-0000-0000-000000000000":
+        return None
+    return problem(
+        400,
+        "invalid-tenant-id",
+        "Invalid customer tenant ID",
+        "customerTenantId: must be a GUID (the directory ID)",
+    )
+
+
+class LinksApi:
+    def __init__(self, service: LinkService) -> None:
+        self._service = service
+
+    async def relink(self, customer_tenant_id: str, body: bytes) -> ApiResponse:
+        if (bad := _bad_tenant(customer_tenant_id)) is not None:
+            return bad
+        tenant = customer_tenant_id.lower()
+        if len(body) > MAX_BODY_BYTES:
+            return problem(
+                413,
+                "body-too-large",
+                "Request body too large",
+                f"the body may be at most {MAX_BODY_BYTES} bytes",
+            )
+        try:
+            document = json.loads(body) if body.strip() else {}
+        except (UnicodeDecodeError, ValueError):
+            return problem(400, "invalid-body", "Invalid request body", "body: not JSON")
+        if not isinstance(document, dict):
+            return problem(400, "invalid-body", "Invalid request body", "body: must be a JSON object")
+        credentials = find_credentials(document)
+        if credentials:
+            details = [
+                f"{path}: looks like a credential; send a Key Vault secret name instead"
+                for path in credentials
+            ]
+            return problem(
+                400, "secret-in-request", "Invalid request body", "; ".join(details), errors=details
+            )
+        unknown = sorted(set(document) - _RELINK_FIELDS)
+        if unknown:
+            return problem(
+                400,
+                "invalid-body",
+                "Invalid request body",
+                f"{_names(unknown)}: unknown field (allowed: identity, partnerId)",
+            )
+
+        message: dict[str, Any] = {"schemaVersion": 1, "customerTenantId": tenant, **document}
+        if "identity" not in document:
+            states = await self._service.ledger.link_states(tenant)
+            if not states:
+                return problem(
+                    404,
+                    "unknown-tenant",
+                    "Unknown customer tenant",
+                    "no link is recorded for this tenant; give the identity in the body to link it",
+                )
+            if len(states) > 1:
+                clients = ", ".join(sorted(state["ClientId"] for state in states))
+                return problem(
+                    400,
+                    "identity-required",
+                    "Identity required",
+                    f"several identities are recorded for this tenant ({clients}); give identity in the body",
+                )
+            state = states[0]
+            identity = {"type": state["IdentityType"], "clientId": state["ClientId"]}
+            if state.get("KeyVaultSecretName"):
+                identity["keyVaultSecretName"] = state["KeyVaultSecretName"]
+            message["identity"] = identity
+            if "partnerId" not in document and state.get("PartnerId"):
+                message["partnerId"] = state["PartnerId"]
+        try:
+            request = parse_onboarding_message(
+                json.dumps(message).encode(),
+                default_partner_id=self._service.settings.partner_id,
+                max_bytes=MAX_BODY_BYTES * 2,
+            )
+        except MessageRejected as rejection:
+            kind = (
+                "secret-in-request"
+                if rejection.reason is RejectionReason.SECRET_IN_MESSAGE
+                else "invalid-body"
+            )
+            return problem(
+                400,
+                kind,
+                "Invalid request body",
+                "; ".join(rejection.details),
+                errors=list(rejection.details),
+            )
+
+        outcome = await self._service.relink(request)
+        result = {
+            "customerTenantId": tenant,
+            "clientId": request.identity.client_id,
+            "outcome": outcome.kind.value,
+            "reason": outcome.reason,
+            "code": outcome.code,
+            "remediation": outcome.remediation,
+            "partnerId": outcome.partner_id or request.partner_id,
+            "previousPartnerId": outcome.previous_partner_id,
+            "objectId": outcome.object_id,
+            "linkVersion": outcome.link_version,
+        }
+        result = {key: value for key, value in result.items() if value is not None}
+        if outcome.kind is OutcomeKind.TRANSIENT:
+            retry_after = max(1, round(outcome.retry_after or 30))
+            response = problem(
+                503, "transient", "Try again later", outcome.reason, retryAfterSeconds=retry_after, **result
+            )
+            response.headers["Retry-After"] = str(retry_after)
+            return response
+        return ApiResponse(200, result)
+
+    async def list_links(self, parameters: Mapping[str, str]) -> ApiResponse:
+        unknown = sorted(set(parameters) - _LIST_PARAMETERS)
+        if unknown:
+            return problem(
+                400,
+                "invalid-query",
+                "Invalid query",
+                f"{_names(unknown)}: unknown parameter (allowed: {', '.join(sorted(_LIST_PARAMETERS))})",
+            )
+        outcome = parameters.get("outcome")
+        if outcome is not None and outcome not in {kind.value for kind in OutcomeKind}:
+            allowed = ", ".join(kind.value for kind in OutcomeKind)
+            return problem(400, "invalid-query", "Invalid query", f"outcome: must be one of {allowed}")
+        top_text = parameters.get("top", "100")
+        if not top_text.isdigit() or not 1 <= int(top_text) <= 1000:
+            return problem(
+                400, "invalid-query", "Invalid query", "top: must be a whole number from 1 to 1000"
+            )
+        continuation = None
+        if "continuationToken" in parameters:
+            continuation = _decode_token(parameters["continuationToken"])
+            if continuation is None:
+                return problem(
+                    400, "invalid-query", "Invalid query", "continuationToken: not a token this API returned"
+                )
+        items, next_token = await self._service.ledger.link_states_page(
+            outcome=outcome, top=int(top_text), continuation=continuation
+        )
+        return ApiResponse(
+            200,
+            {
+                "items": [_project(item, _LINK_FIELDS) for item in items],
+                "continuationToken": _encode_token(next_token) if next_token else None,
+            },
+        )
+
+    async def get_link(self, customer_tenant_id: str) -> ApiResponse:
+        if (bad := _bad_tenant(customer_tenant_id)) is not None:
+            return bad
+        tenant = customer_tenant_id.lower()
+        states = await self._service.ledger.link_states(tenant)
+        history = await self._service.ledger.history(tenant, limit=20)
+        if not states and not history:
+            return problem(
+                404, "unknown-tenant", "Unknown customer tenant", "nothing is recorded for this tenant"
+            )
+        return ApiResponse(
+            200,
+            {
+                "customerTenantId": tenant,
+                "links": [_project(state, _LINK_FIELDS) for state in states],
+                "history": [_project(event, _EVENT_FIELDS) for event in history],
+            },
+        )
+
+
+def _names(keys: list[str]) -> str:
+    """Names from the request, echoed only when plainly harmless."""
+    return ", ".join(k if _SAFE_NAME.match(k) else "<unprintable>" for k in keys)
+
+
+def _encode_token(token: Mapping[str, Any]) -> str:
+    return (
+        base64.urlsafe_b64encode(json.dumps(dict(token), separators=(",", ":")).encode()).decode().rstrip("=")
+    )
+
+
+def _decode_token(text: str) -> dict[str, Any] | None:
+    if len(text) > 2048:
+        return None
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(decoded, dict) or not all(isinstance(v, str | None) for v in decoded.values()):
+        return None
+    allowed = {"PartitionKey", "RowKey", "NextPartitionKey", "NextRowKey", "TableName", "NextTableName"}
+    return decoded if set(decoded) <= allowed else None

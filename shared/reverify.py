@@ -1,0 +1,156 @@
+"""Nightly re-verification: fan out one verify message per known link, then summarise the run."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .outcomes import OutcomeKind
+from .queue import OutgoingMessage
+from .service import RUN_ID_PROPERTY, LinkService
+
+logger = logging.getLogger(__name__)
+
+KIND_PROPERTY = "palKind"
+RUN_SUMMARY = "run-summary"
+_BATCH = 500
+_RUN_DEADLINE = timedelta(hours=20)  # a run that never finishes is summarised as incomplete
+
+
+def run_id_for(moment: datetime) -> str:
+    """One run per UTC day: a timer that fires twice that day sends the same MessageIds again."""
+    return moment.astimezone(UTC).date().isoformat()
+
+
+def verify_message(state: dict[str, Any], run_id: str) -> OutgoingMessage | None:
+    """A customer-onboarded v1 body for a known link, so verification goes through the same parser."""
+    tenant, client_id, identity_type = (
+        state.get("CustomerTenantId"),
+        state.get("ClientId"),
+        state.get("IdentityType"),
+    )
+    if not (tenant and client_id and identity_type):
+        return None
+    identity: dict[str, Any] = {"type": identity_type, "clientId": client_id}
+    if state.get("KeyVaultSecretName"):
+        identity["keyVaultSecretName"] = state["KeyVaultSecretName"]
+    body: dict[str, Any] = {"schemaVersion": 1, "customerTenantId": tenant, "identity": identity}
+    for field, column in (
+        ("partnerId", "PartnerId"),
+        ("customerName", "CustomerName"),
+        ("correlationId", "CorrelationId"),
+    ):
+        if state.get(column):
+            body[field] = state[column]
+    return OutgoingMessage(
+        json.dumps(body, separators=(",", ":")).encode(),
+        message_id=f"verify:{tenant}:{client_id}:{run_id}",
+        properties={RUN_ID_PROPERTY: run_id},
+    )
+
+
+async def start_run(service: LinkService, *, now: datetime | None = None) -> tuple[str, int]:
+    """Send a verify message for every link in the ledger (failed and needs-customer-action too)."""
+    if service.sender is None:
+        raise RuntimeError(
+            "re-verification needs Service Bus (ServiceBusConnection__fullyQualifiedNamespace)"
+        )
+    started = now or datetime.now(UTC)
+    run_id = run_id_for(started)
+    queue = service.settings.verify_queue
+    sent, pending = 0, []
+    async for state in service.ledger.all_link_states():
+        message = verify_message(state, run_id)
+        if message is None:
+            logger.warning(
+                "link %s/%s has no identity recorded; skipped", state["PartitionKey"], state["RowKey"]
+            )
+            continue
+        pending.append(message)
+        if len(pending) >= _BATCH:
+            sent += await service.sender.send_batch(queue, pending)
+            pending = []
+    if pending:
+        sent += await service.sender.send_batch(queue, pending)
+
+    if await service.ledger.create_run(run_id, total=sent, started_at=started):
+        await schedule_summary_check(service, run_id, 1)
+        logger.info("re-verification run %s started: %d verify messages sent to %s", run_id, sent, queue)
+    else:
+        logger.info("re-verification run %s was already started; duplicate messages are dropped", run_id)
+    return run_id, sent
+
+
+async def schedule_summary_check(service: LinkService, run_id: str, number: int) -> None:
+    assert service.sender is not None
+    await service.sender.schedule(
+        service.settings.verify_queue,
+        b"{}",
+        message_id=f"{RUN_SUMMARY}:{run_id}:{number}",
+        at=datetime.now(UTC) + timedelta(seconds=service.settings.run_summary_check_seconds),
+        properties={KIND_PROPERTY: RUN_SUMMARY, RUN_ID_PROPERTY: run_id, "palCheck": number},
+    )
+
+
+async def check_run(service: LinkService, run_id: str, number: int) -> dict[str, Any] | None:
+    """Summarise the run once every link has a final outcome; otherwise look again later."""
+    runs = {run["RowKey"]: run for run in await service.ledger.runs()}
+    run = runs.get(run_id)
+    if run is None or run.get("EndedAt"):
+        return None
+    counts: Counter[str] = Counter()
+    ended = run["StartedAt"]
+    async for state in service.ledger.states_of_run(run_id):
+        if state["Outcome"] != OutcomeKind.TRANSIENT.value:
+            counts[state["Outcome"]] += 1
+            ended = max(ended, state["LastCheckedAt"])
+    complete = sum(counts.values()) >= run["Total"]
+    overdue = datetime.now(UTC) - run["StartedAt"] > _RUN_DEADLINE
+    if not (complete or overdue):
+        await schedule_summary_check(service, run_id, number + 1)
+        return None
+
+    summary = {
+        "EndedAt": ended,
+        "DurationSeconds": round((ended - run["StartedAt"]).total_seconds(), 1),
+        "Complete": complete,
+        "Counts": json.dumps(dict(sorted(counts.items()))),
+        **{f"Count_{kind.replace('-', '_')}": count for kind, count in counts.items()},
+    }
+    await service.ledger.finish_run(run_id, summary)
+    logger.info(
+        "re-verification run %s %s: %d links in %.1f s: %s",
+        run_id,
+        "finished" if complete else "stopped waiting (incomplete)",
+        run["Total"],
+        summary["DurationSeconds"],
+        summary["Counts"],
+    )
+    earlier = [r for key, r in sorted(runs.items()) if key < run_id and r.get("Counts")]
+    if earlier:
+        _compare(run_id, counts, Counter(json.loads(earlier[-1]["Counts"])), earlier[-1]["RowKey"])
+    return summary
+
+
+def _compare(run_id: str, now: Counter[str], before: Counter[str], before_id: str) -> None:
+    verified = OutcomeKind.VERIFIED.value
+    action = OutcomeKind.NEEDS_CUSTOMER_ACTION.value
+    if now[verified] < before[verified]:
+        logger.warning(
+            "re-verification run %s: verified links dropped from %d (run %s) to %d",
+            run_id,
+            before[verified],
+            before_id,
+            now[verified],
+        )
+    if now[action] > before[action]:
+        logger.warning(
+            "re-verification run %s: links needing customer action rose from %d (run %s) to %d",
+            run_id,
+            before[action],
+            before_id,
+            now[action],
+        )
