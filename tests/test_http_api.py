@@ -1,0 +1,230 @@
+"""The operators' HTTP API through the local host over real HTTP, every response checked against the
+committed OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jsonschema
+import pytest
+
+from conftest import FABRIKAM, FABRIKAM_APP, FEDERATED_APP, NORTHWIND, PARTNER_ID, TAILSPIN, WOODGROVE
+from sandbox.cloud import CloudSandbox
+from sandbox.functions_host import LocalFunctionsHost
+from sandbox.scenario import FaultRule
+from shared.service import reset_service
+
+OPENAPI = json.loads((Path(__file__).resolve().parents[1] / "api" / "openapi.json").read_text())
+KEY = "operator-key"
+PLANTED = "Pq98Q~PLANTED-api-secret-0123456789abcdefg"
+
+
+@pytest.fixture
+async def api(bus_env: dict[str, str]) -> AsyncIterator[Client]:
+    await reset_service()
+    async with (
+        LocalFunctionsHost(settings=bus_env, function_key=KEY) as host,
+        aiohttp.ClientSession() as http,
+    ):
+        yield Client(http, host.base_url)
+    await reset_service()
+
+
+class Client:
+    def __init__(self, http: aiohttp.ClientSession, base_url: str) -> None:
+        self.http, self.base_url = http, base_url
+
+    async def call(
+        self,
+        method: str,
+        template: str,
+        *,
+        key: str | None = KEY,
+        body: Any = None,
+        raw: bytes | None = None,
+        **path: str,
+    ) -> tuple[int, Any, dict[str, str]]:
+        url = self.base_url + "/api" + template.format(**path)
+        headers = {"x-functions-key": key} if key else {}
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        async with self.http.request(method, url, data=data, headers=headers) as response:
+            text = await response.read()
+            payload = json.loads(text) if text else None
+            if response.status != 401:
+                check_against_openapi(
+                    template, method, response.status, response.headers["Content-Type"], payload
+                )
+            return response.status, payload, dict(response.headers)
+
+
+def check_against_openapi(template: str, method: str, status: int, content_type: str, payload: Any) -> None:
+    template = template.split("?")[0]
+    operation = OPENAPI["paths"][template].get(method.lower())
+    if operation is None:  # a wrong method: the API answers 405 problem details
+        assert status == 405
+        operation = next(iter(v for k, v in OPENAPI["paths"][template].items() if k != "parameters"))
+    response = operation["responses"][str(status)]
+    if "$ref" in response:
+        response = OPENAPI["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    media = content_type.split(";")[0]
+    schema = response["content"][media]["schema"]
+    validator = jsonschema.Draft202012Validator(
+        {**schema, "components": OPENAPI["components"]}, format_checker=jsonschema.FormatChecker()
+    )
+    validator.validate(payload)
+
+
+async def test_relink_with_an_identity_links_now(api: Client, cloud: CloudSandbox) -> None:
+    body = {"identity": {"type": "federated", "clientId": FEDERATED_APP}}
+    status, result, _ = await api.call(
+        "POST", "/links/{customerTenantId}/relink", customerTenantId=NORTHWIND, body=body
+    )
+    assert status == 200
+    assert (result["outcome"], result["partnerId"], result["linkVersion"]) == ("linked", PARTNER_ID, 1)
+    assert any(link["tenantId"] == NORTHWIND for link in cloud.links())
+
+    # Without a body: the one recorded identity is relinked.
+    status, again, _ = await api.call("POST", "/links/{customerTenantId}/relink", customerTenantId=NORTHWIND)
+    assert (status, again["outcome"]) == (200, "already-linked")
+
+    status, state, _ = await api.call("GET", "/links/{customerTenantId}", customerTenantId=NORTHWIND)
+    assert status == 200
+    assert [link["outcome"] for link in state["links"]] == ["already-linked"]
+    assert [(e["source"], e["outcome"]) for e in state["history"]] == [
+        ("relink", "already-linked"),
+        ("relink", "linked"),
+    ]
+
+
+async def test_relink_outcomes_use_the_queue_vocabulary(api: Client, cloud: CloudSandbox) -> None:
+    federated = {"identity": {"type": "federated", "clientId": FEDERATED_APP}}
+    status, consent, _ = await api.call(
+        "POST", "/links/{customerTenantId}/relink", customerTenantId=WOODGROVE, body=federated
+    )
+    assert (status, consent["outcome"], consent["code"]) == (200, "needs-customer-action", "AADSTS700016")
+    assert "admin consent" in consent["remediation"]
+
+    secret = {
+        "identity": {"type": "secret", "clientId": FABRIKAM_APP, "keyVaultSecretName": "fabrikam-pal-secret"}
+    }
+    status, updated, _ = await api.call(
+        "POST", "/links/{customerTenantId}/relink", customerTenantId=FABRIKAM, body=secret
+    )
+    assert (status, updated["outcome"], updated["previousPartnerId"]) == (200, "updated", "7654321")
+
+    status, invalid, _ = await api.call(
+        "POST",
+        "/links/{customerTenantId}/relink",
+        customerTenantId=TAILSPIN,
+        body={**federated, "partnerId": "9999999"},
+    )
+    assert (status, invalid["outcome"]) == (200, "invalid-partner-id")
+
+    cloud.add_fault(NORTHWIND, FaultRule(target="arm", kind="status", status=503))
+    status, busy, headers = await api.call(
+        "POST", "/links/{customerTenantId}/relink", customerTenantId=NORTHWIND, body=federated
+    )
+    assert (status, busy["outcome"]) == (503, "transient")
+    assert int(headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize(
+    ("tenant", "body", "status", "detail"),
+    [
+        ("not-a-guid", None, 400, "customerTenantId: must be a GUID"),
+        ("00000000-0000-0000-0000-000000000000", None, 400, "customerTenantId: must be a GUID"),
+        ("..%2F..%2Fadmin", None, 400, "customerTenantId"),
+        (NORTHWIND, None, 404, "no link is recorded"),
+        (NORTHWIND, {"partnerId": "12-34"}, 404, "no link is recorded"),
+        (
+            NORTHWIND,
+            {"identity": {"type": "federated", "clientId": FEDERATED_APP}, "partnerId": "12-34"},
+            400,
+            "partnerId",
+        ),
+        (NORTHWIND, {"identity": {"type": "user", "clientId": FEDERATED_APP}}, 400, "identity.type"),
+        (
+            NORTHWIND,
+            {"identity": {"type": "federated", "clientId": "x"}},
+            400,
+            "identity.clientId: must be a GUID",
+        ),
+        (NORTHWIND, {"colour": "blue"}, 400, "colour: unknown field"),
+        (NORTHWIND, [1, 2], 400, "must be a JSON object"),
+    ],
+)
+async def test_bad_relink_requests_get_precise_problems(
+    api: Client, tenant: str, body: Any, status: int, detail: str
+) -> None:
+    got, problem, headers = await api.call(
+        "POST", "/links/{customerTenantId}/relink", customerTenantId=tenant, body=body
+    )
+    assert got == status
+    assert detail in problem["detail"]
+    assert headers["Content-Type"].startswith("application/problem+json")
+
+
+async def test_secrets_oversized_bodies_methods_and_keys(api: Client) -> None:
+    body = {"identity": {"type": "secret", "clientId": FABRIKAM_APP, "clientSecret": PLANTED}}
+    status, problem, _ = await api.call(
+        "POST", "/links/{customerTenantId}/relink", customerTenantId=FABRIKAM, body=body
+    )
+    assert status == 400 and problem["type"].endswith("secret-in-request")
+    assert PLANTED not in json.dumps(problem)
+
+    status, problem, _ = await api.call(
+        "POST", "/links/{customerTenantId}/relink", customerTenantId=FABRIKAM, raw=b"{" + b" " * 20000 + b"}"
+    )
+    assert status == 413
+
+    status, problem, headers = await api.call(
+        "DELETE", "/links/{customerTenantId}", customerTenantId=FABRIKAM
+    )
+    assert (status, headers["Allow"]) == (405, "GET")
+    status, _, headers = await api.call("GET", "/links/{customerTenantId}/relink", customerTenantId=FABRIKAM)
+    assert (status, headers["Allow"]) == (405, "POST")
+
+    for key in (None, "wrong-key"):
+        status, _, _ = await api.call("GET", "/links", key=key)
+        assert status == 401
+
+
+async def test_list_filters_and_pages(api: Client) -> None:
+    federated = {"identity": {"type": "federated", "clientId": FEDERATED_APP}}
+    for tenant in (NORTHWIND, TAILSPIN, WOODGROVE):
+        await api.call("POST", "/links/{customerTenantId}/relink", customerTenantId=tenant, body=federated)
+
+    status, page, _ = await api.call("GET", "/links?top=2")
+    assert status == 200 and len(page["items"]) == 2 and page["continuationToken"]
+    status, rest, _ = await api.call("GET", "/links?top=2&continuationToken=" + page["continuationToken"])
+    assert status == 200 and len(rest["items"]) == 1 and rest["continuationToken"] is None
+    tenants = {item["customerTenantId"] for item in page["items"] + rest["items"]}
+    assert tenants == {NORTHWIND, TAILSPIN, WOODGROVE}
+
+    status, linked, _ = await api.call("GET", "/links?outcome=already-linked")
+    assert [item["customerTenantId"] for item in linked["items"]] == [TAILSPIN]
+
+
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        ("?outcome=linked%27%20or%20Outcome%20ne%20%27x", "outcome: must be one of"),
+        ("?outcome=unknown", "outcome: must be one of"),
+        ("?top=0", "top: must be a whole number"),
+        ("?top=abc", "top: must be a whole number"),
+        ("?continuationToken=bm90LWEtdG9rZW4", "continuationToken: not a token"),
+        ("?filter=PartitionKey%20eq%20%27x%27", "filter: unknown parameter"),
+    ],
+)
+async def test_list_rejects_bad_queries_and_injection(api: Client, query: str, detail: str) -> None:
+    status, problem, _ = await api.call("GET", "/links" + query)
+    assert status == 400 and detail in problem["detail"]
+
+
+async def test_unknown_tenant_status_is_404(api: Client) -> None:
+    status, problem, _ = await api.call("GET", "/links/{customerTenantId}", customerTenantId=TAILSPIN)
+    assert status == 404 and problem["title"] == "Unknown customer tenant"
