@@ -116,6 +116,7 @@ def bus_env(env: dict[str, str], broker: ServiceBusBroker, monkeypatch: pytest.M
         "RETRY_BASE_SECONDS": "1",
         "RETRY_MAX_SECONDS": "2",
         "CREDENTIAL_BROKEN_PAUSE_SECONDS": "2",
+        "RUN_SUMMARY_CHECK_SECONDS": "1",
     }
     for name, value in extra.items():
         monkeypatch.setenv(name, value)

@@ -1,0 +1,121 @@
+"""Nightly re-verification end to end: the timer fans out verify messages through the broker, the
+verify function repairs drift, and the run is summarised and compared with the previous one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from test_end_to_end import send, wait_for_final
+
+from conftest import FABRIKAM, FABRIKAM_APP, FEDERATED_APP, NORTHWIND, OTHER_PARTNER_ID, TAILSPIN, WOODGROVE
+from conftest import onboarding_message as message
+from sandbox.cloud import CloudSandbox
+from sandbox.functions_host import LocalFunctionsHost
+from shared.reverify import run_id_for, start_run, verify_message
+from shared.service import get_service, reset_service
+
+NORTHWIND_OID = "d87199a7-f53b-4dd6-813d-019f7547bffb"
+FABRIKAM_OID = "fad08631-a20d-46eb-9c68-9bb2395042d8"
+
+
+async def onboard_four(bus_env: dict[str, str]) -> None:
+    fabrikam = message(FABRIKAM, FABRIKAM_APP, identity_type="secret", secret_name="fabrikam-pal-secret")
+    onboardings = [
+        (message(NORTHWIND), "n"),
+        (message(TAILSPIN), "t"),
+        (fabrikam, "f"),
+        (message(WOODGROVE), "w"),
+    ]
+    await send(bus_env, *onboardings)
+    for tenant, message_id in ((NORTHWIND, "n"), (TAILSPIN, "t"), (FABRIKAM, "f"), (WOODGROVE, "w")):
+        await wait_for_final(tenant, message_id)
+
+
+async def wait_for_run(run_id: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = {run["RowKey"]: run for run in await (await get_service()).ledger.runs()}
+        if runs.get(run_id, {}).get("EndedAt"):
+            return runs[run_id]
+        assert time.monotonic() < deadline, runs
+        await asyncio.sleep(0.2)
+
+
+async def verify_events(tenant: str) -> list[dict[str, Any]]:
+    history = await (await get_service()).ledger.history(tenant)
+    return [event for event in history if event["Source"] == "verify"]
+
+
+async def test_nightly_run_verifies_heals_and_summarises(
+    host: LocalFunctionsHost, bus_env: dict[str, str], cloud: CloudSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await onboard_four(bus_env)
+    cloud.delete_link(NORTHWIND, NORTHWIND_OID)  # someone removed the link
+    cloud.set_link(FABRIKAM, FABRIKAM_OID, OTHER_PARTNER_ID)  # another partner took it over
+
+    host.fire_timer("reverify_links")
+    await asyncio.sleep(0.5)
+    host.fire_timer("reverify_links")  # a timer that fires twice does no double work
+    run = await wait_for_run(run_id_for(datetime.now(UTC)))
+
+    expected = {
+        NORTHWIND: "healed",
+        TAILSPIN: "verified",
+        FABRIKAM: "updated",
+        WOODGROVE: "needs-customer-action",
+    }
+    for tenant, outcome in expected.items():
+        events = await verify_events(tenant)
+        assert [e["Outcome"] for e in events] == [outcome], tenant
+        assert events[0]["RunId"] == run["RowKey"]
+    assert any(link["tenantId"] == NORTHWIND and link["state"] == "Active" for link in cloud.links())
+    assert run["Total"] == 4 and run["Complete"] is True
+    assert (run["Count_verified"], run["Count_healed"], run["Count_updated"]) == (1, 1, 1)
+    assert run["Count_needs_customer_action"] == 1
+    assert any(
+        "re-verification run" in r.getMessage() and "finished" in r.getMessage() for r in caplog.records
+    )
+
+    # The next night: consent withdrawn at Tailspin. Fewer verified, more needing action: two warnings.
+    cloud.remove_service_principal(TAILSPIN, FEDERATED_APP)
+    await reset_service()  # by the next night yesterday's tokens have long expired
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    run_id, sent = await start_run(await get_service(), now=tomorrow)
+    assert sent == 4
+    second = await wait_for_run(run_id)
+    assert (second["Count_needs_customer_action"], second.get("Count_verified", 0)) == (2, 2)
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "run " + run_id in r.getMessage()
+    ]
+    assert any("links needing customer action rose from 1" in w for w in warnings)
+    assert not any(
+        "verified links dropped" in w for w in warnings
+    )  # 1 verified before, 2 now (healed, updated)
+
+
+def test_verify_message_is_a_valid_onboarding_message() -> None:
+    state = {
+        "CustomerTenantId": NORTHWIND,
+        "ClientId": FABRIKAM_APP,
+        "IdentityType": "secret",
+        "KeyVaultSecretName": "fabrikam-pal-secret",
+        "PartnerId": "1234567",
+        "CustomerName": "Northwind",
+    }
+    outgoing = verify_message(state, "2026-11-23")
+    assert outgoing is not None
+    assert outgoing.message_id == f"verify:{NORTHWIND}:{FABRIKAM_APP}:2026-11-23"
+    assert len(outgoing.message_id) <= 128
+    from shared.message import parse_onboarding_message
+
+    request = parse_onboarding_message(outgoing.body, default_partner_id="7654321", max_bytes=65536)
+    assert (request.partner_id, request.identity.key_vault_secret_name) == ("1234567", "fabrikam-pal-secret")
+    assert verify_message({"CustomerTenantId": NORTHWIND}, "2026-11-23") is None
