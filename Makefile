@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint unit clean
+.PHONY: setup run test lint bench clean
 
 setup: $(STAMP) node_modules/.package-lock.json
 
@@ -25,6 +25,10 @@ run: setup
 ## test: lint, type-check and run the whole test suite (starts and stops its own local services)
 test: setup lint
 	$(PY) -m pytest
+
+## bench: re-verify 10,000 links with 50 ms latency and print the figures (not part of the tests)
+bench: setup
+	$(PY) -m bench.reverify_bench $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,0 +1,257 @@
+"""Benchmark of the nightly re-verification: `make bench` (or `python -m bench.reverify_bench`).
+
+Seeds N links in the sandbox (a separate process) and in the ledger (Azurite), adds latency to
+every token and ARM call, and re-verifies every link through the verify path with the host's
+concurrency (host.json maxConcurrentCalls). Then runs a baseline the way today's scripts work:
+tenant after tenant, a new credential, a token and a GET each, no concurrency. Prints figures;
+asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTNER_ID = "1234567"
+PARTNER_TENANT = "06a9217b-0248-4057-ba46-05be61101c37"
+MI_CLIENT, MI_PRINCIPAL = "15f2d0f8-8784-4690-b5c7-e45e31452a9a", "481be298-d292-4dd2-a8e4-3e36a28df338"
+APP = "81a6daa3-a704-4f3e-a1ca-45fa036d5a09"
+
+
+def scenario(count: int) -> tuple[dict[str, Any], list[str]]:
+    tenants = [str(uuid.UUID(int=(1 << 100) + n)) for n in range(count)]
+    return {
+        "partnerTenantId": PARTNER_TENANT,
+        "managedIdentity": {"clientId": MI_CLIENT, "principalId": MI_PRINCIPAL},
+        "knownPartnerIds": {PARTNER_ID: "Contoso Partner"},
+        "apps": [
+            {
+                "clientId": APP,
+                "displayName": "Contoso PAL Autopilot",
+                "federatedCredentials": [
+                    {
+                        "issuer": f"https://login.microsoftonline.com/{PARTNER_TENANT}/v2.0",
+                        "subject": MI_PRINCIPAL,
+                        "audience": "api://AzureADTokenExchange",
+                    }
+                ],
+            }
+        ],
+        "tenants": [
+            {
+                "tenantId": tenant,
+                "name": f"Customer {n}",
+                "servicePrincipals": [{"clientId": APP, "objectId": str(uuid.UUID(int=(2 << 100) + n))}],
+                "links": [{"objectId": str(uuid.UUID(int=(2 << 100) + n)), "partnerId": PARTNER_ID}],
+            }
+            for n, tenant in enumerate(tenants)
+        ],
+    }, tenants
+
+
+class Sandbox:
+    """The Entra/ARM sandbox in its own process, so its memory is not counted as ours."""
+
+    def __init__(self, scenario_file: Path, state_dir: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sandbox.cloud", "--scenario", str(scenario_file), "--state-dir", str(state_dir)],
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
+        )
+        assert self.process.stdout is not None
+        self.ready = json.loads(self.process.stdout.readline())
+        self.context = ssl.create_default_context(cafile=self.ready["caPath"])
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.ready['url']}/_sandbox/{path}", data=data, method=method)
+        with urllib.request.urlopen(request, context=self.context) as response:
+            return json.loads(response.read() or b"null")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+async def seed_ledger(ledger: Any, tenants: list[str]) -> None:
+    from datetime import UTC, datetime
+
+    await ledger.ensure_table()
+    gate = asyncio.Semaphore(64)
+    now = datetime.now(UTC)
+
+    async def one(tenant: str) -> None:
+        async with gate:
+            await ledger._table.upsert_entity(  # noqa: SLF001 - seeding, not product code
+                {
+                    "PartitionKey": tenant,
+                    "RowKey": f"link~{APP}",
+                    "CustomerTenantId": tenant,
+                    "ClientId": APP,
+                    "IdentityType": "federated",
+                    "PartnerId": PARTNER_ID,
+                    "Outcome": "linked",
+                    "Reason": "seeded",
+                    "LastCheckedAt": now,
+                    "ConsecutiveFailures": 0,
+                }
+            )
+
+    await asyncio.gather(*(one(tenant) for tenant in tenants))
+
+
+async def reverify(env: dict[str, str], tenants: list[str], concurrency: int) -> dict[str, Any]:
+    from azure.data.tables.aio import TableClient
+
+    from shared.ledger import Ledger
+    from shared.outcomes import OutcomeKind
+    from shared.reverify import verify_message
+    from shared.service import LinkService, Source
+    from shared.settings import Settings
+
+    settings = Settings.from_env(env)
+    table_requests = Counter[str]()
+
+    def count(request: Any) -> None:
+        table_requests[request.http_request.method] += 1
+
+    service = LinkService.from_settings(settings)
+    await service.ledger.close()
+    service.ledger = Ledger(
+        TableClient.from_connection_string(
+            settings.ledger_connection_string or "", settings.ledger_table, raw_request_hook=count
+        )
+    )
+    await seed_ledger(service.ledger, tenants)
+    states = [state async for state in service.ledger.all_link_states()]
+    table_requests.clear()
+
+    gate = asyncio.Semaphore(concurrency)
+    outcomes = Counter[str]()
+
+    async def verify(state: dict[str, Any]) -> None:
+        outgoing = verify_message(state, "bench")
+        assert outgoing is not None
+        async with gate:
+            outcome = await service.handle(
+                outgoing.body, message_id=outgoing.message_id, properties=outgoing.properties, source=Source.VERIFY
+            )
+        outcomes[outcome.kind.value] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(verify(state) for state in states))
+    elapsed = time.perf_counter() - started
+    await service.ledger.close()
+    await service.close()
+    assert outcomes[OutcomeKind.VERIFIED.value] == len(states), outcomes
+    return {"seconds": elapsed, "outcomes": dict(outcomes), "tableRequests": sum(table_requests.values())}
+
+
+async def baseline(env: dict[str, str], tenants: list[str]) -> float:
+    """Today's scripts: per tenant, a new credential and client, one token, one GET; one at a time."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.identity.aio import ClientAssertionCredential, ManagedIdentityCredential
+    from azure.mgmt.managementpartner.aio import ACEProvisioningManagementPartnerAPI
+
+    ca = env["PAL_CA_BUNDLE"]
+    started = time.perf_counter()
+    for tenant in tenants:
+        async with ManagedIdentityCredential(client_id=MI_CLIENT, connection_verify=ca) as identity:
+            assertion = (await identity.get_token("api://AzureADTokenExchange/.default")).token
+        async with ClientAssertionCredential(
+            tenant, APP, lambda a=assertion: a, authority=env["AZURE_AUTHORITY_HOST"], connection_verify=ca
+        ) as credential:
+            async with ACEProvisioningManagementPartnerAPI(
+                credential,
+                base_url=env["ARM_ENDPOINT"],
+                credential_scopes=["https://management.azure.com/.default"],
+                connection_verify=ca,
+            ) as client:
+                try:
+                    await client.partners.get()
+                except ResourceNotFoundError:
+                    pass
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--links", type=int, default=10_000)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--baseline-links", type=int, default=200, help="the baseline runs on this many links")
+    args = parser.parse_args()
+    host_json = json.loads((ROOT / "host.json").read_text())
+    concurrency = int(host_json["extensions"]["serviceBus"]["maxConcurrentCalls"])
+
+    from sandbox.azurite import Azurite
+    from sandbox.local_env import local_settings
+
+    document, tenants = scenario(args.links)
+    with tempfile.TemporaryDirectory(prefix="pal-bench-") as work, Azurite() as azurite:
+        scenario_file = Path(work) / "scenario.json"
+        scenario_file.write_text(json.dumps(document))
+        print(f"Seeding {args.links} links; latency {args.latency_ms:.0f} ms on every token and ARM call; ", end="")
+        print(f"concurrency {concurrency} (host.json maxConcurrentCalls)", flush=True)
+        sandbox = Sandbox(scenario_file, Path(work) / "cloud")
+        try:
+            for target in ("token", "arm"):
+                rule = {"target": target, "kind": "latency", "latencyMs": args.latency_ms}
+                sandbox.admin("POST", "faults", {"tenantId": "*", "rule": rule})
+
+            class Cloud:
+                authority = arm_url = key_vault_url = sandbox.ready["url"]
+                ca_path = sandbox.ready["caPath"]
+                identity_endpoint = sandbox.ready["identityEndpoint"]
+                identity_header = sandbox.ready["identityHeader"]
+
+            env = local_settings(
+                Cloud(), azurite.connection_string, managed_identity_client_id=MI_CLIENT, ledger_table="Bench"
+            )
+            os.environ.update(env)
+            sandbox.admin("POST", "reset-stats")
+            result = asyncio.run(reverify(env, tenants, concurrency))
+            stats = sandbox.admin("GET", "stats")
+            peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+            sample = tenants[: args.baseline_links]
+            baseline_seconds = asyncio.run(baseline(env, sample))
+        finally:
+            sandbox.stop()
+
+    links = args.links
+    seconds = result["seconds"]
+    calls_per_link = 2  # a token (once per tenant) and one ARM GET
+    ideal = links * calls_per_link * args.latency_ms / 1000 / concurrency
+    tokens = stats["tokenRequests"]
+    arm_calls = sum(sum(methods.values()) for methods in stats["armCalls"].values())
+    baseline_per_link = baseline_seconds / len(sample)
+    print(f"outcomes                      {result['outcomes']}")
+    print(f"wall time                     {seconds:.1f} s")
+    print(f"throughput                    {links / seconds:.0f} links/s")
+    print(f"ideal for this latency        {ideal:.1f} s ({links / ideal:.0f} links/s)")
+    print(f"share of ideal throughput     {ideal / seconds:.0%}")
+    print(f"token requests per tenant     {sum(tokens.values()) / links:.2f} (max {max(tokens.values())})")
+    print(f"ARM calls per link            {arm_calls / links:.2f}")
+    print(f"table transactions per link   {result['tableRequests'] / links:.2f}")
+    print(f"peak RSS (this process)       {peak_rss_mb:.0f} MB")
+    print(f"baseline ({len(sample)} links, one by one) {baseline_per_link * 1000:.0f} ms per link")
+    print(f"speed-up over the baseline    {baseline_per_link / (seconds / links):.0f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
