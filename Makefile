@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench soak clean
 
 setup: $(STAMP) node_modules/.package-lock.json
 
@@ -29,6 +29,10 @@ test: setup lint
 ## bench: re-verify 10,000 links with 50 ms latency and print the figures (not part of the tests)
 bench: setup
 	$(PY) -m bench.reverify_bench $(ARGS)
+
+## soak: 5,000 onboarding messages under faults, a Table Storage outage and a host restart; prints figures
+soak: setup
+	$(PY) -m sandbox.soak $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -76,9 +76,10 @@ class Azurite:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        os.killpg(process.pid, signal.SIGTERM)
+        # SIGINT is Azurite's graceful stop: it saves its database (with --location) before exiting.
+        os.killpg(process.pid, signal.SIGINT)
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()

@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
 from .credentials import CredentialCache
 from .http import close_transport, shared_transport
 from .ledger import Attempt, Ledger
@@ -178,7 +180,10 @@ class LinkService:
                 duration_ms=_elapsed_ms(started),
                 run_id=delivery.run_id,
             )
-            await self.ledger.record(attempt, outcome)
+            try:
+                await self.ledger.record(attempt, outcome)
+            except Exception as error:
+                return await self._ledger_unavailable(error, None, delivery, body, retry_scheduled=False)
             log_outcome(attempt, outcome)
             return outcome
         return await self._process(request, delivery, body=body, started=started)
@@ -192,7 +197,12 @@ class LinkService:
         self, request: OnboardingRequest, delivery: _Delivery, *, body: bytes | None, started: float
     ) -> Outcome:
         identity = request.identity
-        view = await self.ledger.view(request.customer_tenant_id, delivery.message_id, identity.client_id)
+        try:
+            view = await self.ledger.view(request.customer_tenant_id, delivery.message_id, identity.client_id)
+        except Exception as error:
+            return await self._ledger_unavailable(
+                error, request.correlation_id, delivery, body, retry_scheduled=False
+            )
         if view.receipt is not None and view.receipt.is_terminal:
             logger.info(
                 "duplicate delivery of message %s: already recorded as %s; nothing done",
@@ -208,7 +218,12 @@ class LinkService:
         if paused_for and body is not None and can_reschedule:
             delay = self.policy.pause_seconds(paused_for)
             await self._schedule(
-                request, delivery, body, attempt=delivery.attempt, pauses=delivery.pauses + 1, delay=delay
+                request.correlation_id,
+                delivery,
+                body,
+                attempt=delivery.attempt,
+                pauses=delivery.pauses + 1,
+                delay=delay,
             )
             logger.info(
                 "message %s deferred %.0f s: the partner credential for client %s is broken",
@@ -280,17 +295,64 @@ class LinkService:
             # the other order could record a final outcome whose retry never got sent.
             number, pauses, delay = next_attempt
             assert body is not None
-            await self._schedule(request, delivery, body, attempt=number, pauses=pauses, delay=delay)
-        recorded = await self.ledger.record(attempt, outcome, at=decided_at, view=view)
+            await self._schedule(
+                request.correlation_id, delivery, body, attempt=number, pauses=pauses, delay=delay
+            )
+        try:
+            recorded = await self.ledger.record(attempt, outcome, at=decided_at, view=view)
+        except Exception as error:
+            # The link may already be made: the retry finds it in place and records that, once.
+            return await self._ledger_unavailable(
+                error, request.correlation_id, delivery, body, retry_scheduled=next_attempt is not None
+            )
         if recorded.duplicate:
             logger.info("message %s was recorded meanwhile by another delivery", delivery.message_id)
             return outcome
         log_outcome(attempt, outcome)
         return outcome
 
+    async def _ledger_unavailable(
+        self,
+        error: Exception,
+        correlation_id: str | None,
+        delivery: _Delivery,
+        body: bytes | None,
+        *,
+        retry_scheduled: bool,
+    ) -> Outcome:
+        """Table Storage cannot be reached: try the whole message again later, not at once.
+
+        Raising would make Service Bus redeliver at once and burn the delivery count while the
+        outage lasts; a scheduled copy waits with backoff instead. Anything else is a bug: raise.
+        """
+        if not is_unavailable(error):
+            raise error
+        outcome = Outcome(
+            OutcomeKind.TRANSIENT, "the ledger (Table Storage) is unavailable", code="ledger-unavailable"
+        )
+        if body is not None and self.sender is not None and not retry_scheduled:
+            delay = self.policy.backoff_seconds(delivery.pauses + 1, None)
+            await self._schedule(
+                correlation_id,
+                delivery,
+                body,
+                attempt=delivery.attempt,
+                pauses=delivery.pauses + 1,
+                delay=delay,
+            )
+        elif body is not None and not retry_scheduled:
+            raise error  # no Service Bus sender: let the host redeliver
+        logger.warning(
+            "message %s: the ledger is unavailable (%s); it will be processed again later",
+            delivery.message_id,
+            type(error).__name__,
+            extra={"messageId": delivery.message_id},
+        )
+        return outcome
+
     async def _schedule(
         self,
-        request: OnboardingRequest,
+        correlation_id: str | None,
         delivery: _Delivery,
         body: bytes,
         *,
@@ -312,8 +374,16 @@ class LinkService:
             message_id=retry_message_id(delivery.original_id, attempt, pauses),
             at=datetime.now(UTC) + timedelta(seconds=delay),
             properties=properties,
-            correlation_id=request.correlation_id,
+            correlation_id=correlation_id,
         )
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """A storage or network outage (worth waiting for), as opposed to a bug or a refused request."""
+    if isinstance(error, ServiceRequestError | ServiceResponseError | OSError):
+        return True
+    status = getattr(error, "status_code", None)
+    return isinstance(error, HttpResponseError) and (status is None or status >= 500 or status in (408, 429))
 
 
 def _as_verification(outcome: Outcome) -> Outcome:
