@@ -68,7 +68,15 @@ class Sandbox:
 
     def __init__(self, scenario_file: Path, state_dir: Path) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sandbox.cloud", "--scenario", str(scenario_file), "--state-dir", str(state_dir)],
+            [
+                sys.executable,
+                "-m",
+                "sandbox.cloud",
+                "--scenario",
+                str(scenario_file),
+                "--state-dir",
+                str(state_dir),
+            ],
             stdout=subprocess.PIPE,
             cwd=ROOT,
         )
@@ -140,20 +148,24 @@ async def reverify(env: dict[str, str], tenants: list[str], concurrency: int) ->
     states = [state async for state in service.ledger.all_link_states()]
     table_requests.clear()
 
-    gate = asyncio.Semaphore(concurrency)
     outcomes = Counter[str]()
+    pending = iter(states)
 
-    async def verify(state: dict[str, Any]) -> None:
-        outgoing = verify_message(state, "bench")
-        assert outgoing is not None
-        async with gate:
+    async def worker() -> None:
+        # As the host does: maxConcurrentCalls messages in flight, the next taken when one is done.
+        for state in pending:
+            outgoing = verify_message(state, "bench")
+            assert outgoing is not None
             outcome = await service.handle(
-                outgoing.body, message_id=outgoing.message_id, properties=outgoing.properties, source=Source.VERIFY
+                outgoing.body,
+                message_id=outgoing.message_id,
+                properties=outgoing.properties,
+                source=Source.VERIFY,
             )
-        outcomes[outcome.kind.value] += 1
+            outcomes[outcome.kind.value] += 1
 
     started = time.perf_counter()
-    await asyncio.gather(*(verify(state) for state in states))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
     await service.ledger.close()
     await service.close()
@@ -192,7 +204,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--links", type=int, default=10_000)
     parser.add_argument("--latency-ms", type=float, default=50.0)
-    parser.add_argument("--baseline-links", type=int, default=200, help="the baseline runs on this many links")
+    parser.add_argument(
+        "--baseline-links", type=int, default=200, help="the baseline runs on this many links"
+    )
     args = parser.parse_args()
     host_json = json.loads((ROOT / "host.json").read_text())
     concurrency = int(host_json["extensions"]["serviceBus"]["maxConcurrentCalls"])
@@ -204,7 +218,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pal-bench-") as work, Azurite() as azurite:
         scenario_file = Path(work) / "scenario.json"
         scenario_file.write_text(json.dumps(document))
-        print(f"Seeding {args.links} links; latency {args.latency_ms:.0f} ms on every token and ARM call; ", end="")
+        print(
+            f"Seeding {args.links} links; latency {args.latency_ms:.0f} ms on every token and ARM call; ",
+            end="",
+        )
         print(f"concurrency {concurrency} (host.json maxConcurrentCalls)", flush=True)
         sandbox = Sandbox(scenario_file, Path(work) / "cloud")
         try:

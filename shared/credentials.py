@@ -81,12 +81,14 @@ class CredentialCache:
         transport: AioHttpTransport,
         *,
         host_credential: AsyncTokenCredential | None = None,
-        max_entries: int = 20_000,
+        max_entries: int | None = None,
     ) -> None:
         self._settings = settings
         self._transport = transport
         self._host = host_credential
-        self._max_entries = max_entries
+        # Each credential holds its own token cache and pipeline (tens of KB): a nightly run visits
+        # every tenant once, so the least recently used can go without costing a second token.
+        self._max_entries = max_entries or settings.credential_cache_size
         self._entries: OrderedDict[CredentialKey, asyncio.Future[AsyncTokenCredential]] = OrderedDict()
         self._secret_client: Any = None
 

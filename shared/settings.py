@@ -54,6 +54,7 @@ class Settings:
     retry_max_seconds: float
     credential_pause_seconds: float
     run_summary_check_seconds: float
+    credential_cache_size: int
     sdk_retry_total: int
     http_timeout_seconds: float
 
@@ -178,6 +179,7 @@ class _Reader:
             retry_max_seconds=float(self._int("RETRY_MAX_SECONDS", 3600, 1, 7 * 86400)),
             credential_pause_seconds=float(self._int("CREDENTIAL_BROKEN_PAUSE_SECONDS", 900, 1, 86400)),
             run_summary_check_seconds=float(self._int("RUN_SUMMARY_CHECK_SECONDS", 60, 1, 3600)),
+            credential_cache_size=self._int("CREDENTIAL_CACHE_SIZE", 2000, 10, 1_000_000),
             sdk_retry_total=self._int("SDK_RETRY_TOTAL", 2, 0, 10),
             http_timeout_seconds=float(self._int("HTTP_TIMEOUT_SECONDS", 30, 1, 230)),
         )
