@@ -20,47 +20,13 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from sandbox.fleet import APP, MI_CLIENT, PARTNER_ID, fleet_scenario, fleet_tenants
+
 ROOT = Path(__file__).resolve().parents[1]
-PARTNER_ID = "1234567"
-PARTNER_TENANT = "06a9217b-0248-4057-ba46-05be61101c37"
-MI_CLIENT, MI_PRINCIPAL = "15f2d0f8-8784-4690-b5c7-e45e31452a9a", "481be298-d292-4dd2-a8e4-3e36a28df338"
-APP = "81a6daa3-a704-4f3e-a1ca-45fa036d5a09"
-
-
-def scenario(count: int) -> tuple[dict[str, Any], list[str]]:
-    tenants = [str(uuid.UUID(int=(1 << 100) + n)) for n in range(count)]
-    return {
-        "partnerTenantId": PARTNER_TENANT,
-        "managedIdentity": {"clientId": MI_CLIENT, "principalId": MI_PRINCIPAL},
-        "knownPartnerIds": {PARTNER_ID: "Contoso Partner"},
-        "apps": [
-            {
-                "clientId": APP,
-                "displayName": "Contoso PAL Autopilot",
-                "federatedCredentials": [
-                    {
-                        "issuer": f"https://login.microsoftonline.com/{PARTNER_TENANT}/v2.0",
-                        "subject": MI_PRINCIPAL,
-                        "audience": "api://AzureADTokenExchange",
-                    }
-                ],
-            }
-        ],
-        "tenants": [
-            {
-                "tenantId": tenant,
-                "name": f"Customer {n}",
-                "servicePrincipals": [{"clientId": APP, "objectId": str(uuid.UUID(int=(2 << 100) + n))}],
-                "links": [{"objectId": str(uuid.UUID(int=(2 << 100) + n)), "partnerId": PARTNER_ID}],
-            }
-            for n, tenant in enumerate(tenants)
-        ],
-    }, tenants
 
 
 class Sandbox:
@@ -214,7 +180,8 @@ def main() -> int:
     from sandbox.azurite import Azurite
     from sandbox.local_env import local_settings
 
-    document, tenants = scenario(args.links)
+    tenants = fleet_tenants(args.links, series=1)
+    document = fleet_scenario(tenants, linked=True)
     with tempfile.TemporaryDirectory(prefix="pal-bench-") as work, Azurite() as azurite:
         scenario_file = Path(work) / "scenario.json"
         scenario_file.write_text(json.dumps(document))

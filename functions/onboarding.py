@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.service import TransientFailure, get_service
+from shared.service import get_service
 
 bp = func.Blueprint()
 
@@ -27,5 +27,4 @@ async def onboard_customer(message: func.ServiceBusMessage) -> None:
         delivery_count=message.delivery_count or 1,
         properties=message.application_properties,
     )
-    if outcome.kind.is_retryable and not service.schedules_retries:
-        raise TransientFailure(outcome)
+    service.raise_for_redelivery(outcome)

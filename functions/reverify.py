@@ -5,7 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.reverify import KIND_PROPERTY, RUN_SUMMARY, check_run, start_run
-from shared.service import RUN_ID_PROPERTY, Source, TransientFailure, get_service
+from shared.service import RUN_ID_PROPERTY, Source, get_service
 
 bp = func.Blueprint()
 
@@ -35,5 +35,4 @@ async def verify_link(message: func.ServiceBusMessage) -> None:
         properties=properties,
         source=Source.VERIFY,
     )
-    if outcome.kind.is_retryable and not service.schedules_retries:
-        raise TransientFailure(outcome)
+    service.raise_for_redelivery(outcome)

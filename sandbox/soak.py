@@ -14,7 +14,6 @@ import logging
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from sandbox.azurite import Azurite
 from sandbox.cloud import CloudSandbox
+from sandbox.fleet import APP, MI_CLIENT, fleet_scenario, fleet_tenants
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.local_env import local_settings
 from sandbox.scenario import FaultRule, Scenario
@@ -29,9 +29,6 @@ from sandbox.servicebus import ServiceBusBroker
 
 ROOT = Path(__file__).resolve().parents[1]
 QUEUE = "customer-onboarded"
-APP = "81a6daa3-a704-4f3e-a1ca-45fa036d5a09"
-PARTNER_TENANT = "06a9217b-0248-4057-ba46-05be61101c37"
-MI_CLIENT, MI_PRINCIPAL = "15f2d0f8-8784-4690-b5c7-e45e31452a9a", "481be298-d292-4dd2-a8e4-3e36a28df338"
 
 # About 20% of ARM calls and 5% of token requests meet a fault.
 ARM_FAULTS = [
@@ -80,37 +77,6 @@ class SoakReport:
         ]
 
 
-def scenario(tenants: list[str]) -> Scenario:
-    return Scenario.from_dict(
-        {
-            "partnerTenantId": PARTNER_TENANT,
-            "managedIdentity": {"clientId": MI_CLIENT, "principalId": MI_PRINCIPAL},
-            "knownPartnerIds": {"1234567": "Contoso Partner"},
-            "apps": [
-                {
-                    "clientId": APP,
-                    "displayName": "Contoso PAL Autopilot",
-                    "federatedCredentials": [
-                        {
-                            "issuer": f"https://login.microsoftonline.com/{PARTNER_TENANT}/v2.0",
-                            "subject": MI_PRINCIPAL,
-                            "audience": "api://AzureADTokenExchange",
-                        }
-                    ],
-                }
-            ],
-            "tenants": [
-                {
-                    "tenantId": tenant,
-                    "name": f"Customer {n}",
-                    "servicePrincipals": [{"clientId": APP, "objectId": str(uuid.UUID(int=(3 << 100) + n))}],
-                }
-                for n, tenant in enumerate(tenants)
-            ],
-        }
-    )
-
-
 def is_final(event: dict[str, Any]) -> bool:
     return event["Outcome"] != "transient" and not event.get("NextAttemptAt")
 
@@ -156,9 +122,11 @@ async def run_soak(
     from shared.service import get_service, reset_service
 
     report = SoakReport(messages)
-    tenants = [str(uuid.UUID(int=(4 << 100) + n)) for n in range(messages)]
+    tenants = fleet_tenants(messages, series=4)
     azurite = Azurite(location=work / "azurite").start()
-    cloud = CloudSandbox(scenario(tenants), state_dir=work / "cloud", seed=7).start()
+    cloud = CloudSandbox(
+        Scenario.from_dict(fleet_scenario(tenants, linked=False)), state_dir=work / "cloud", seed=7
+    ).start()
     broker = ServiceBusBroker().start()
     host: LocalFunctionsHost | None = None
     try:

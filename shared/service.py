@@ -119,6 +119,12 @@ class LinkService:
         """With Service Bus configured a failure schedules its own retry; without, the caller must."""
         return self.sender is not None
 
+    def raise_for_redelivery(self, outcome: Outcome) -> None:
+        """For a queue trigger: raise when a retry is called for that nobody scheduled, so that
+        Service Bus delivers the message again."""
+        if outcome.kind.is_retryable and not self.schedules_retries:
+            raise TransientFailure(outcome)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> LinkService:
         """Build the service; must be called inside the event loop that will use it."""
