@@ -1,5 +1,6 @@
-"""Command line for operators: send onboarding messages (one, or a CSV backfill) and work the
-dead-letter queue. Every message is validated with the product's own parser before it is sent."""
+"""Command line for operators: send onboarding messages (one, or a CSV backfill), work the
+dead-letter queue, and print a customer's admin-consent link. Every message is validated with the
+product's own parser before it is sent."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlencode, urlsplit
 
 from shared.message import MessageRejected, parse_onboarding_message
 from shared.retry import root_message_id
@@ -30,7 +32,10 @@ CSV_COLUMNS = (
     "correlationId",
 )
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_NIL_GUID = "00000000-0000-0000-0000-000000000000"
 _MAX_BYTES = 256 * 1024
+PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
+_LOOPBACK = frozenset({"localhost", "127.0.0.1"})
 
 
 class UsageError(Exception):
@@ -44,9 +49,14 @@ class Onboarding:
     tenant: str
 
 
-def onboarding_message_id(tenant: str, client_id: str, partner_id: str | None) -> str:
-    """Derived from what the message asks for, so sending the same customer twice sends one message."""
-    return f"onboard:{tenant.lower()}:{client_id.lower()}:{partner_id or 'default'}"
+def onboarding_message_id(
+    tenant: str, client_id: str, partner_id: str | None, day: date | None = None
+) -> str:
+    """Derived from what the message asks for and the day: enqueueing the same customer twice in a
+    day sends one message (duplicate detection), while a later day's enqueue is a new attempt (say,
+    after the customer granted consent) rather than a no-op."""
+    day = day or datetime.now(UTC).date()
+    return f"onboard:{tenant.lower()}:{client_id.lower()}:{partner_id or 'default'}:{day.isoformat()}"
 
 
 def build_onboarding(fields: dict[str, str | None], *, where: str) -> Onboarding:
@@ -242,6 +252,48 @@ async def dlq_replay(client: Any, queue: str, chosen: set[str] | None, out: Text
     return 1 if not_found else 0
 
 
+# --- admin consent ----------------------------------------------------------------------------
+
+
+def _guid_argument(value: str, what: str) -> str:
+    if not _GUID.match(value) or value == _NIL_GUID:
+        raise UsageError(f"{what} must be a GUID (for example 53a2a22c-5cbd-47f7-b588-f5bb5f191ead)")
+    return value.lower()
+
+
+def _url_argument(value: str, what: str, *, loopback_http: bool) -> str:
+    """An absolute https URL; Entra ID also accepts http redirect URIs on localhost."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if not host or parts.fragment:
+        raise UsageError(f"{what} must be an absolute URL without a #fragment")
+    if parts.scheme == "https" or (loopback_http and parts.scheme == "http" and host in _LOOPBACK):
+        return value
+    raise UsageError(
+        f"{what} must be an https:// URL" + (" (http only for localhost)" if loopback_http else "")
+    )
+
+
+def admin_consent_url(
+    tenant: str, client_id: str, redirect_uri: str | None = None, *, authority: str = PUBLIC_AUTHORITY
+) -> str:
+    """The link a customer's administrator opens to consent to the partner's app in their tenant.
+
+    Consent creates the app's service principal there, which is the identity that gets linked.
+    Without a redirect URI Entra ID returns the administrator to the app's registered one.
+    """
+    tenant = _guid_argument(tenant, "--tenant")
+    client_id = _guid_argument(client_id, "--client-id")
+    authority = _url_argument(authority, "--authority", loopback_http=False).rstrip("/")
+    query = {"client_id": client_id}
+    if redirect_uri:
+        query["redirect_uri"] = _url_argument(redirect_uri, "--redirect-uri", loopback_http=True)
+    return f"{authority}/{tenant}/adminconsent?{urlencode(query)}"
+
+
 def print_table(rows: Iterable[dict[str, Any]], out: TextIO) -> None:
     rows = list(rows)
     if not rows:
@@ -283,6 +335,21 @@ def parser() -> argparse.ArgumentParser:
     )
     enqueue.add_argument("--dry-run", action="store_true", help="validate only")
 
+    consent = commands.add_parser(
+        "consent-url",
+        help="print the admin-consent link for a customer tenant",
+        description="Print the link a Global Administrator (or Cloud Application / Application "
+        "Administrator) of the customer tenant opens to consent to the partner's multi-tenant app.",
+    )
+    consent.add_argument("--tenant", required=True, help="customer tenant ID")
+    consent.add_argument("--client-id", required=True, help="client ID of the partner's multi-tenant app")
+    consent.add_argument(
+        "--redirect-uri", help="where Entra ID sends the administrator afterwards (registered on the app)"
+    )
+    consent.add_argument(
+        "--authority", default=PUBLIC_AUTHORITY, help="Entra ID sign-in endpoint (sovereign clouds)"
+    )
+
     dlq = commands.add_parser("dlq", help="the dead-letter queue").add_subparsers(
         dest="dlq_command", required=True
     )
@@ -296,6 +363,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.command == "consent-url":
+        print(
+            admin_consent_url(args.tenant, args.client_id, args.redirect_uri, authority=args.authority),
+            file=out,
+        )
+        return 0
     if args.command == "enqueue":
         if args.csv is not None:
             with args.csv.open(newline="", encoding="utf-8-sig") as stream:

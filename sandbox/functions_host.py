@@ -281,7 +281,7 @@ class LocalFunctionsHost:
     def _service_bus_client(self, connection: str) -> Any:
         from azure.servicebus.aio import ServiceBusClient
 
-        if connection in self.settings:
+        if self.settings.get(connection):  # empty means unset, as in shared.settings
             return ServiceBusClient.from_connection_string(self.settings[connection])
         namespace = self.settings.get(f"{connection}__fullyQualifiedNamespace")
         if namespace is None:

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +191,7 @@ async def test_same_csv_enqueued_twice_is_processed_once(
     assert await asyncio.to_thread(palctl, arguments) == 0
     assert await asyncio.to_thread(palctl, arguments) == 0
     for tenant in (NORTHWIND, TAILSPIN, WOODGROVE):
-        message_id = f"onboard:{tenant}:{FEDERATED_APP}:default"
+        message_id = f"onboard:{tenant}:{FEDERATED_APP}:default:{datetime.now(UTC).date().isoformat()}"
         assert len(await wait_for_final(tenant, message_id)) == 1
     await wait_until_idle(broker, host)
     await asyncio.sleep(1.0)
@@ -215,7 +216,7 @@ async def test_host_killed_mid_handler_redelivers_and_records_once(
     try:
         assert process.stdout is not None
         ready = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
-        assert ready["functions"] == ["onboard_customer"]
+        assert "onboard_customer" in ready["functions"]
         # ARM answers slowly, so the handler is still waiting for the PUT's reply after ARM made the link.
         cloud.add_fault(NORTHWIND, FaultRule(target="arm", kind="latency", latency_ms=4000, count=2))
         await send(bus_env, (onboarding_message(NORTHWIND), "crm-kill"))

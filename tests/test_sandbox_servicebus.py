@@ -463,8 +463,9 @@ def test_the_shipped_config_served_from_the_command_line() -> None:
     assert set(configs) == {"customer-onboarded", "link-verify"}
     onboarded = configs["customer-onboarded"]
     assert (onboarded.lock_duration_seconds, onboarded.max_delivery_count) == (60, 10)
+    # One day: the CSV backfill and the nightly run are de-duplicated per day.
     assert (onboarded.duplicate_detection_window_seconds, onboarded.requires_duplicate_detection) == (
-        600,
+        86400,
         True,
     )
     command = [sys.executable, "-m", "sandbox.servicebus", "--config", str(DEFAULT_CONFIG)]

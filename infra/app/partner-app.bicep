@@ -1,0 +1,71 @@
+// The partner's multi-tenant app registration. Each customer's administrator consents to it once
+// (docs/customer-onboarding.md), which creates its service principal in their tenant; the Function
+// App then signs in there as that service principal, with no secret: the app trusts the Function
+// App's user-assigned identity through a federated identity credential (issuer: this tenant's
+// Entra ID v2.0 endpoint, subject: the identity's principal ID, audience: api://AzureADTokenExchange).
+// The code's side of this is shared/credentials.py (ClientAssertionCredential with a
+// managed-identity token as the assertion).
+//
+// Declared with the Microsoft Graph Bicep extension (alias in bicepconfig.json). The deploying
+// user needs the right to create app registrations in the partner tenant (Application Developer,
+// or the default user setting that lets users register apps).
+extension microsoftGraphV1
+
+param uniqueName string
+param displayName string
+param identityPrincipalId string
+param federatedTokenAudience string
+param redirectUri string
+
+@description('Object ID made an owner of the app (the deploying user), so that it can manage the app later; empty: none added.')
+param ownerPrincipalId string = ''
+
+var issuer = '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
+var userReadScopeId = 'e1fe6dd8-ba31-4d61-89e7-88639da4683d'
+
+resource partnerApp 'Microsoft.Graph/applications@v1.0' = {
+  uniqueName: uniqueName
+  displayName: displayName
+  signInAudience: 'AzureADMultipleOrgs'
+  // The admin-consent page returns the customer's administrator here.
+  web: {
+    redirectUris: [
+      redirectUri
+    ]
+  }
+  // The app calls Azure Resource Manager with app-only tokens, which need no declared permission
+  // (ARM authorises the service principal itself). User.Read (delegated, sign-in only) is listed
+  // because Entra ID refuses admin consent to an app that declares no permission at all.
+  requiredResourceAccess: [
+    {
+      resourceAppId: microsoftGraphAppId
+      resourceAccess: [
+        {
+          id: userReadScopeId
+          type: 'Scope'
+        }
+      ]
+    }
+  ]
+  owners: {
+    relationshipSemantics: 'append'
+    relationships: empty(ownerPrincipalId) ? [] : [
+      ownerPrincipalId
+    ]
+  }
+
+  // At most 20 federated credentials per app; this one trusts the Function App's identity.
+  resource functionIdentity 'federatedIdentityCredentials@v1.0' = {
+    name: '${partnerApp.uniqueName}/pal-autopilot-function'
+    description: 'The PAL Autopilot Function App\'s user-assigned managed identity'
+    issuer: issuer
+    subject: identityPrincipalId
+    audiences: [
+      federatedTokenAudience
+    ]
+  }
+}
+
+output clientId string = partnerApp.appId
+output objectId string = partnerApp.id

@@ -1,0 +1,162 @@
+// Every role assignment, in one place, each named guid(scope, principal, role) so that re-running
+// the deployment finds the same assignment instead of failing on a duplicate.
+//
+// The Function App's identity gets exactly what the code and the host use:
+//   Service Bus: Data Receiver (triggers) and Data Sender (scheduled retries, the nightly run's
+//     verify messages), on the namespace: both queues.
+//   Storage: Blob Data Owner (the host's leases and keys, the deployment package) and Table Data
+//     Contributor (the ledger). Table Data Contributor is on the account, not the table: the code
+//     calls create_table on first use, an account-level request (the account holds no other table).
+//   Key Vault Secrets User: reads per-customer secrets and certificates by name.
+//   Monitoring Metrics Publisher: telemetry into Application Insights with local auth disabled.
+// The deploying user (optional) gets what `palctl` and a local run need: Service Bus Data Sender and
+// Receiver (enqueue, dead-letter list/replay), Table Data Contributor (read the ledger), and Key
+// Vault Secrets Officer instead of Secrets User, to store per-customer secrets.
+param identityPrincipalId string
+
+@description('Object ID of the deploying user or service principal; empty: no assignments for it.')
+param userPrincipalId string = ''
+
+@allowed([
+  'User'
+  'ServicePrincipal'
+])
+param userPrincipalType string = 'User'
+
+param storageAccountName string
+param serviceBusNamespaceName string
+param keyVaultName string
+param applicationInsightsName string
+
+// Built-in role definition IDs (the same in every tenant).
+var roles = {
+  serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
+  serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+  keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+}
+
+var withUser = !empty(userPrincipalId)
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource serviceBus 'Microsoft.ServiceBus/namespaces@2024-01-01' existing = {
+  name: serviceBusNamespaceName
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: keyVaultName
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+// --- The Function App's user-assigned identity --------------------------------------------------
+
+resource appServiceBusReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(serviceBus.id, identityPrincipalId, roles.serviceBusDataReceiver)
+  scope: serviceBus
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataReceiver)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appServiceBusSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(serviceBus.id, identityPrincipalId, roles.serviceBusDataSender)
+  scope: serviceBus
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityPrincipalId, roles.storageBlobDataOwner)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identityPrincipalId, roles.storageTableDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, identityPrincipalId, roles.keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(applicationInsights.id, identityPrincipalId, roles.monitoringMetricsPublisher)
+  scope: applicationInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// --- The deploying user (optional) --------------------------------------------------------------
+
+resource userServiceBusReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (withUser) {
+  name: guid(serviceBus.id, userPrincipalId, roles.serviceBusDataReceiver)
+  scope: serviceBus
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataReceiver)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
+
+resource userServiceBusSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (withUser) {
+  name: guid(serviceBus.id, userPrincipalId, roles.serviceBusDataSender)
+  scope: serviceBus
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
+
+resource userTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (withUser) {
+  name: guid(storage.id, userPrincipalId, roles.storageTableDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
+
+resource userSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (withUser) {
+  name: guid(vault.id, userPrincipalId, roles.keyVaultSecretsOfficer)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsOfficer)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}

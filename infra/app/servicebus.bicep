@@ -1,0 +1,87 @@
+// Service Bus: the CRM's onboarding queue and the nightly re-verification queue.
+// Standard tier: Basic has no duplicate detection, which the product relies on (palctl and the
+// nightly run derive MessageIds so that sending the same thing twice delivers it once). Standard has
+// a monthly base charge even when idle (docs/deploy.md). Local (SAS key) auth is disabled: senders
+// and receivers sign in with Entra ID (Data Sender / Data Receiver roles, rbac.bicep).
+//
+// Lock duration, max delivery count and duplicate-detection window match the local broker
+// (sandbox/servicebus_queues.json); tests/test_config_contract.py checks they stay equal.
+// `requiresDuplicateDetection` cannot be changed on an existing queue (the window can).
+param name string
+param location string
+param tags object
+param onboardingQueueName string
+param verifyQueueName string
+
+resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
+  name: name
+  location: location
+  tags: tags
+  sku: {
+    name: 'Standard'
+    tier: 'Standard'
+  }
+  properties: {
+    disableLocalAuth: true
+    minimumTlsVersion: '1.2'
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
+// customer-onboarded: one message per customer from the CRM or `palctl enqueue`.
+resource onboardingQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
+  parent: namespace
+  name: onboardingQueueName
+  properties: {
+    // One attempt takes seconds and the host renews the lock while the function runs
+    // (host.json maxAutoLockRenewalDuration), so this only sets how soon a message held by an
+    // instance that died is delivered again.
+    lockDuration: 'PT1M'
+    // Transient failures do not use deliveries: the function schedules a copy with backoff and
+    // completes. A delivery is used up only when the function raises (it could not schedule its
+    // retry: Service Bus unreachable) or the instance dies mid-message. Ten in a row means poison
+    // or an outage: the message is dead-lettered for `palctl dlq list` / `palctl dlq replay`.
+    maxDeliveryCount: 10
+    // One day covers a message's whole retry horizon (MAX_ATTEMPTS=8, backoff doubling from 30 s,
+    // at most 1 h each: about an hour in all) and a CSV backfill sent twice on the same day. Retry copies carry
+    // derived MessageIds ({id}:retry{n}) so they are never dropped as duplicates.
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'P1D'
+    // An onboarding nobody processed for two weeks (app stopped) is kept in the dead-letter queue
+    // rather than dropped.
+    defaultMessageTimeToLive: 'P14D'
+    deadLetteringOnMessageExpiration: true
+    maxSizeInMegabytes: 1024
+    requiresSession: false
+    enableBatchedOperations: true
+  }
+}
+
+// link-verify: one message per link per night from the re-verification timer.
+resource verifyQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
+  parent: namespace
+  name: verifyQueueName
+  properties: {
+    // Same reasoning as the onboarding queue.
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 10
+    // At least one day: a nightly run is de-duplicated on (link, date), so a second run on the
+    // same day (a restarted timer, a manual run) verifies nothing twice.
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'P1D'
+    // A verification not done within a day is superseded by the next night's: drop it rather
+    // than dead-letter it.
+    defaultMessageTimeToLive: 'P1D'
+    deadLetteringOnMessageExpiration: false
+    maxSizeInMegabytes: 1024
+    requiresSession: false
+    enableBatchedOperations: true
+  }
+}
+
+output name string = namespace.name
+output id string = namespace.id
+// serviceBusEndpoint is https://NAME.servicebus.windows.net:443/; settings want the host name.
+output hostName string = split(replace(namespace.properties.serviceBusEndpoint, 'https://', ''), ':')[0]
+output onboardingQueueName string = onboardingQueue.name
+output verifyQueueName string = verifyQueue.name

@@ -1,0 +1,220 @@
+// PAL Autopilot: everything `azd up` creates. One resource group; small modules under app/.
+// No connection string, account key or secret anywhere: every connection is identity-based and the
+// partner's multi-tenant app trusts the Function App's user-assigned identity (federated credential).
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; names and tags derive from it.')
+param environmentName string
+
+@minLength(1)
+@description('Region of every resource. It must offer the Flex Consumption plan.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Object ID of the user (or service principal) running azd. Gets data-plane roles for palctl and local runs; leave empty for none.')
+param principalId string = ''
+
+@allowed([
+  'User'
+  'ServicePrincipal'
+])
+@description('Kind of principal that principalId names.')
+param principalType string = 'User'
+
+@minLength(6)
+@maxLength(10)
+@description('The Associated Partner ID (location MPN ID, 6-10 digits) linked in every customer tenant. The code validates the digits.')
+param partnerId string
+
+@allowed([
+  'update'
+  'keep'
+])
+@description('What to do when a customer identity is already linked to another partner ID.')
+param onOtherPartner string = 'update'
+
+@description('NCRONTAB schedule (with seconds, UTC) of the nightly re-verification of every link.')
+param reverifySchedule string = '0 0 2 * * *'
+
+@description('Client ID of an existing multi-tenant app registration to reuse (customers who consented to it need not consent again). Empty: this template creates the app. The post-provision script adds the federated credential to an existing app.')
+param partnerAppClientId string = ''
+
+@description('Display name of the partner app that customers see on the consent page.')
+param partnerAppDisplayName string = 'PAL Autopilot'
+
+@description('Where the admin-consent page sends the customer\'s administrator afterwards. Empty: the Function App\'s address.')
+param consentRedirectUri string = ''
+
+@description('Audience of the managed-identity token used as the client assertion (api://AzureADTokenExchange in the public cloud).')
+param federatedTokenAudience string = 'api://AzureADTokenExchange'
+
+@minValue(1)
+@maxValue(1000)
+@description('Flex Consumption scale-out limit: bounds the number of concurrent ARM and Entra calls.')
+param maximumInstanceCount int = 40
+
+@description('Turn on Key Vault purge protection (irreversible; recommended once per-customer secrets are stored).')
+param keyVaultPurgeProtection bool = false
+
+var abbrs = loadJsonContent('abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+
+// The names the code, the local broker (sandbox/servicebus_queues.json) and host.json agree on;
+// tests/test_config_contract.py checks them against shared/settings.py.
+var onboardingQueueName = 'customer-onboarded'
+var verifyQueueName = 'link-verify'
+var ledgerTableName = 'PalLinks'
+
+var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
+var deploymentContainerName = 'app-package-${resourceToken}'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: '${abbrs.resourcesResourceGroups}${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+    ledgerTableName: ledgerTableName
+  }
+}
+
+module serviceBus 'app/servicebus.bicep' = {
+  name: 'servicebus'
+  scope: rg
+  params: {
+    name: '${abbrs.serviceBusNamespaces}${resourceToken}'
+    location: location
+    tags: tags
+    onboardingQueueName: onboardingQueueName
+    verifyQueueName: verifyQueueName
+  }
+}
+
+module keyVault 'app/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: '${abbrs.keyVaultVaults}${resourceToken}'
+    location: location
+    tags: tags
+    purgeProtection: keyVaultPurgeProtection
+  }
+}
+
+module functionApp 'app/function.bicep' = {
+  name: 'function'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerUrl: storage.outputs.deploymentContainerUrl
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    maximumInstanceCount: maximumInstanceCount
+    partnerId: partnerId
+    onOtherPartner: onOtherPartner
+    onboardingQueueName: onboardingQueueName
+    verifyQueueName: verifyQueueName
+    reverifySchedule: reverifySchedule
+    serviceBusHostName: serviceBus.outputs.hostName
+    ledgerTableServiceUri: storage.outputs.tableServiceUri
+    ledgerTableName: ledgerTableName
+    keyVaultUrl: keyVault.outputs.url
+    federatedTokenAudience: federatedTokenAudience
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    identityPrincipalId: identity.outputs.principalId
+    userPrincipalId: principalId
+    userPrincipalType: principalType
+    storageAccountName: storage.outputs.name
+    serviceBusNamespaceName: serviceBus.outputs.name
+    keyVaultName: keyVault.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+  }
+}
+
+var redirectUri = empty(consentRedirectUri) ? functionApp.outputs.url : consentRedirectUri
+
+// The partner's multi-tenant app and its federated credential (Microsoft Graph Bicep extension).
+// Skipped when an existing app is reused: infra/scripts/postprovision.sh adds the credential to it.
+module partnerApp 'app/partner-app.bicep' = if (empty(partnerAppClientId)) {
+  name: 'partner-app'
+  scope: rg
+  params: {
+    uniqueName: 'pal-autopilot-${resourceToken}'
+    displayName: partnerAppDisplayName
+    identityPrincipalId: identity.outputs.principalId
+    federatedTokenAudience: federatedTokenAudience
+    redirectUri: redirectUri
+    ownerPrincipalId: principalId
+  }
+}
+
+// --- Outputs: azd stores them in the environment (`azd env get-values`). The ones named like app
+// settings are what a local run against these resources needs (docs/deploy.md).
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_FUNCTION_APP_URL string = functionApp.outputs.url
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output FUNCTION_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output FEDERATED_TOKEN_AUDIENCE string = federatedTokenAudience
+output PARTNER_APP_CLIENT_ID string = empty(partnerAppClientId) ? partnerApp.outputs.clientId : partnerAppClientId
+output PARTNER_APP_CONSENT_REDIRECT_URI string = redirectUri
+output PAL_SERVICEBUS_NAMESPACE string = serviceBus.outputs.hostName
+output ServiceBusConnection__fullyQualifiedNamespace string = serviceBus.outputs.hostName
+output LedgerStorage__tableServiceUri string = storage.outputs.tableServiceUri
+output LEDGER_TABLE string = ledgerTableName
+output ONBOARDING_QUEUE string = onboardingQueueName
+output VERIFY_QUEUE string = verifyQueueName
+output KEY_VAULT_URL string = keyVault.outputs.url
