@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .message import MessageRejected, RejectionReason, find_credentials, parse_onboarding_message
+from .message import (
+    DuplicateKeyError,
+    MessageRejected,
+    RejectionReason,
+    find_credentials,
+    loads_strict,
+    parse_onboarding_message,
+)
 from .outcomes import OutcomeKind
 from .service import LinkService
 
@@ -103,7 +110,7 @@ def _project(entity: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, 
 
 
 def _bad_tenant(customer_tenant_id: str) -> ApiResponse | None:
-    if _GUID.match(customer_tenant_id) and customer_tenant_id != "00000000-0000-0000-0000-000000000000":
+    if _GUID.fullmatch(customer_tenant_id) and customer_tenant_id != "00000000-0000-0000-0000-000000000000":
         return None
     return problem(
         400,
@@ -129,9 +136,13 @@ class LinksApi:
                 f"the body may be at most {MAX_BODY_BYTES} bytes",
             )
         try:
-            document = json.loads(body) if body.strip() else {}
-        except (UnicodeDecodeError, ValueError):
-            return problem(400, "invalid-body", "Invalid request body", "body: not JSON")
+            document = loads_strict(body) if body.strip() else {}
+        except DuplicateKeyError as err:
+            return problem(400, "invalid-body", "Invalid request body", str(err))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return problem(
+                400, "invalid-body", "Invalid request body", "body: not JSON, or nested too deeply"
+            )
         if not isinstance(document, dict):
             return problem(400, "invalid-body", "Invalid request body", "body: must be a JSON object")
         credentials = find_credentials(document)
@@ -234,7 +245,7 @@ class LinksApi:
             allowed = ", ".join(kind.value for kind in OutcomeKind)
             return problem(400, "invalid-query", "Invalid query", f"outcome: must be one of {allowed}")
         top_text = parameters.get("top", "100")
-        if not top_text.isdigit() or not 1 <= int(top_text) <= 1000:
+        if not re.fullmatch(r"[0-9]{1,4}", top_text) or not 1 <= int(top_text) <= 1000:
             return problem(
                 400, "invalid-query", "Invalid query", "top: must be a whole number from 1 to 1000"
             )
@@ -278,7 +289,7 @@ class LinksApi:
 
 def _names(keys: list[str]) -> str:
     """Names from the request, echoed only when plainly harmless."""
-    return ", ".join(k if _SAFE_NAME.match(k) else "<unprintable>" for k in keys)
+    return ", ".join(k if _SAFE_NAME.fullmatch(k) else "<unprintable>" for k in keys)
 
 
 def _encode_token(token: Mapping[str, Any]) -> str:
@@ -292,7 +303,7 @@ def _decode_token(text: str) -> dict[str, Any] | None:
         return None
     try:
         decoded = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+    except (binascii.Error, UnicodeDecodeError, ValueError, RecursionError):
         return None
     if not isinstance(decoded, dict) or not all(isinstance(v, str | None) for v in decoded.values()):
         return None

@@ -103,7 +103,7 @@ class _DuplicateKey(ValueError):
 
 
 def _field_name(key: str) -> str:
-    return key if _SAFE_FIELD_NAME.match(key) else "<unprintable field name>"
+    return key if _SAFE_FIELD_NAME.fullmatch(key) else "<unprintable field name>"
 
 
 def _walk(value: Any, path: str) -> Iterator[tuple[str, str | None, Any]]:
@@ -138,7 +138,7 @@ def find_credentials(document: Any) -> list[str]:
 def _tenant_hint(document: Any) -> str | None:
     if isinstance(document, dict):
         value = document.get("customerTenantId")
-        if isinstance(value, str) and _GUID.match(value) and value != _NIL_GUID:
+        if isinstance(value, str) and _GUID.fullmatch(value) and value != _NIL_GUID:
             return value.lower()
     return None
 
@@ -149,7 +149,7 @@ def _guid(problems: list[str], document: dict[str, Any], key: str, path: str) ->
         problems.append(f"{path}: required")
     elif not isinstance(value, str):
         problems.append(f"{path}: must be a string (a GUID), got {_json_type(value)}")
-    elif not _GUID.match(value):
+    elif not _GUID.fullmatch(value):
         problems.append(f"{path}: must be a GUID like 00000000-0000-0000-0000-000000000000")
     elif value == _NIL_GUID:
         problems.append(f"{path}: must not be the nil GUID")
@@ -201,6 +201,20 @@ _TOP_FIELDS = {"schemaVersion", "customerTenantId", "identity", "partnerId", "cu
 _IDENTITY_FIELDS = {"type", "clientId", "keyVaultSecretName"}
 
 
+def loads_strict(text: str | bytes) -> Any:
+    """json.loads that refuses duplicate keys (ValueError); the one JSON reader for requests."""
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+    except _DuplicateKey as err:
+        raise DuplicateKeyError(err.key) from None
+
+
+class DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"{_field_name(key)}: appears more than once")
+
+
 def _decode(body: bytes, max_bytes: int) -> Any:
     if len(body) > max_bytes:
         raise MessageRejected(
@@ -213,15 +227,16 @@ def _decode(body: bytes, max_bytes: int) -> Any:
             RejectionReason.NOT_JSON, [f"message: not valid UTF-8 (byte {err.start})"]
         ) from None
     try:
-        return json.loads(text, object_pairs_hook=_reject_duplicate_keys)
-    except _DuplicateKey as err:
-        detail = f"{_field_name(err.key)}: appears more than once"
-        raise MessageRejected(RejectionReason.NOT_JSON, [detail]) from None
+        return loads_strict(text)
+    except DuplicateKeyError as err:
+        raise MessageRejected(RejectionReason.NOT_JSON, [str(err)]) from None
     except json.JSONDecodeError as err:
         detail = f"message: not JSON ({err.msg} at line {err.lineno} column {err.colno})"
         raise MessageRejected(RejectionReason.NOT_JSON, [detail]) from None
     except RecursionError:
         raise MessageRejected(RejectionReason.NOT_JSON, ["message: nested too deeply"]) from None
+    except ValueError:  # e.g. an integer longer than Python will convert
+        raise MessageRejected(RejectionReason.NOT_JSON, ["message: a number is too large"]) from None
 
 
 def parse_onboarding_message(body: bytes, *, default_partner_id: str, max_bytes: int) -> OnboardingRequest:
@@ -256,7 +271,7 @@ def parse_onboarding_message(body: bytes, *, default_partner_id: str, max_bytes:
         supported = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
         raise MessageRejected(
             RejectionReason.UNSUPPORTED_SCHEMA_VERSION,
-            [f"schemaVersion: version {version} is not supported (supported: {supported})"],
+            [f"schemaVersion: this version is not supported (supported: {supported})"],
             customer_tenant_id=tenant_hint,
         )
 
@@ -271,7 +286,7 @@ def parse_onboarding_message(body: bytes, *, default_partner_id: str, max_bytes:
         raw = document["partnerId"]
         if not isinstance(raw, str):
             problems.append(f"partnerId: must be a string of 6 to 10 digits, got {_json_type(raw)}")
-        elif not PARTNER_ID_PATTERN.match(raw):
+        elif not PARTNER_ID_PATTERN.fullmatch(raw):
             problems.append("partnerId: must be 6 to 10 digits (the Associated Partner ID)")
         else:
             partner_id = raw
@@ -322,7 +337,7 @@ def _parse_identity(problems: list[str], raw: Any) -> Identity | None:
     elif identity_type in (IdentityType.SECRET, IdentityType.CERTIFICATE):
         if secret_name is None:
             problems.append(f"identity.keyVaultSecretName: required for a {identity_type.value} identity")
-        elif not isinstance(secret_name, str) or not _KEY_VAULT_NAME.match(secret_name):
+        elif not isinstance(secret_name, str) or not _KEY_VAULT_NAME.fullmatch(secret_name):
             problems.append("identity.keyVaultSecretName: must be 1-127 letters, digits or dashes")
             secret_name = None
 

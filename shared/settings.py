@@ -110,7 +110,7 @@ class _Reader:
 
     def settings(self) -> Settings:
         partner_id = self._required("PARTNER_ID")
-        if not PARTNER_ID_PATTERN.match(partner_id):
+        if not PARTNER_ID_PATTERN.fullmatch(partner_id):
             raise SettingsError("setting PARTNER_ID must be 6 to 10 digits (the Associated Partner ID)")
 
         on_other = self._get("ON_OTHER_PARTNER", OnOtherPartner.UPDATE.value)
@@ -132,11 +132,11 @@ class _Reader:
 
         table = self._get("LEDGER_TABLE", "PalLinks")
         assert table is not None
-        if not _TABLE_NAME.match(table):
+        if not _TABLE_NAME.fullmatch(table):
             raise SettingsError("setting LEDGER_TABLE must be 3-63 letters or digits, starting with a letter")
 
         client_id = self._get("AZURE_CLIENT_ID")
-        if client_id is not None and not _GUID.match(client_id):
+        if client_id is not None and not _GUID.fullmatch(client_id):
             raise SettingsError("setting AZURE_CLIENT_ID must be a GUID")
 
         ca_bundle = self._get("PAL_CA_BUNDLE")
@@ -144,7 +144,7 @@ class _Reader:
             raise SettingsError("setting PAL_CA_BUNDLE must name an existing PEM file")
 
         namespace = self._get("ServiceBusConnection__fullyQualifiedNamespace")
-        if namespace is not None and not _HOST_NAME.match(namespace):
+        if namespace is not None and not _HOST_NAME.fullmatch(namespace):
             raise SettingsError(
                 "setting ServiceBusConnection__fullyQualifiedNamespace must be a host name "
                 "such as contoso.servicebus.windows.net"

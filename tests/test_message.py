@@ -85,7 +85,7 @@ def test_full_secret_message() -> None:
             "schemaVersion: must be an integer, got string",
         ),
         (message(schemaVersion=True), RejectionReason.INVALID_FIELD, "schemaVersion: must be an integer"),
-        (message(schemaVersion=2), RejectionReason.UNSUPPORTED_SCHEMA_VERSION, "version 2 is not supported"),
+        (message(schemaVersion=2), RejectionReason.UNSUPPORTED_SCHEMA_VERSION, "this version is not supported"),
         (
             message(customerTenantId="contoso.com"),
             RejectionReason.INVALID_FIELD,
@@ -229,3 +229,23 @@ def test_samples_agree_with_schema_and_parser() -> None:
         else:
             # The schema cannot see credentials in allowed fields; everything else it must reject too.
             assert not schema_valid or find_credentials(body), sample.name
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        message(customerTenantId=TENANT + "\n"),
+        message(identity={"type": "federated", "clientId": APP + "\n"}),
+        message(partnerId="1234567\n"),
+        message(identity={"type": "secret", "clientId": APP, "keyVaultSecretName": "name\n"}),
+    ],
+)
+def test_a_trailing_newline_is_not_a_valid_value(body: dict[str, Any]) -> None:
+    assert rejection(body).reason is RejectionReason.INVALID_FIELD
+
+
+def test_huge_numbers_and_unsupported_versions_are_rejected_without_echo() -> None:
+    huge = b'{"schemaVersion": ' + b"9" * 5000 + b"}"
+    assert rejection(huge).reason is RejectionReason.NOT_JSON
+    unsupported = rejection(message(schemaVersion=123456789))
+    assert "123456789" not in " ".join(unsupported.details)
