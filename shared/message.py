@@ -21,7 +21,7 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _NIL_GUID = "00000000-0000-0000-0000-000000000000"
 _KEY_VAULT_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 _SAFE_FIELD_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 # Field names that only ever hold a credential.
 _SECRET_KEY = re.compile(
@@ -169,7 +169,7 @@ def _optional_text(problems: list[str], document: dict[str, Any], key: str, max_
     elif len(value) > max_length:
         problems.append(f"{key}: must be at most {max_length} characters, got {len(value)}")
     elif _CONTROL.search(value):
-        problems.append(f"{key}: must not contain control characters")
+        problems.append(f"{key}: must not contain control characters or unpaired surrogates")
     else:
         return value
     return None

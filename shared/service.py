@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import re
 import time
 import uuid
 import weakref
@@ -40,6 +41,9 @@ from .settings import Settings
 logger = logging.getLogger(__name__)
 
 RUN_ID_PROPERTY = "palRunId"
+_MAX_COUNTER = 10_000
+_SAFE_ID = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, as long as a MessageId may be
+_RUN_ID = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}|[A-Za-z0-9-]{1,40}")
 
 
 class Source(StrEnum):
@@ -72,22 +76,28 @@ class _Delivery:
     def of_message(
         cls, message_id: str, source: Source, delivery_count: int, properties: Mapping[str, Any]
     ) -> _Delivery:
+        # Application properties are set by our own scheduling, but anyone who can send to the
+        # queue can set them too: only well-formed values are believed.
         def number(name: str, default: int) -> int:
             try:
-                return max(default, int(properties.get(name, default)))
-            except (TypeError, ValueError):
+                return min(_MAX_COUNTER, max(default, int(properties.get(name, default))))
+            except (TypeError, ValueError, OverflowError):
                 return default
 
         original = properties.get(ORIGINAL_ID_PROPERTY)
         run_id = properties.get(RUN_ID_PROPERTY)
+        if not (isinstance(original, str) and _SAFE_ID.fullmatch(original)):
+            original = None
+        if not (isinstance(run_id, str) and _RUN_ID.fullmatch(run_id)):
+            run_id = None
         return cls(
             message_id=message_id,
-            original_id=original if isinstance(original, str) and original else message_id,
+            original_id=original or message_id,
             source=source,
             delivery_count=delivery_count,
             attempt=number(ATTEMPT_PROPERTY, 1),
             pauses=number(PAUSES_PROPERTY, 0),
-            run_id=run_id if isinstance(run_id, str) else None,
+            run_id=run_id,
         )
 
 
