@@ -184,7 +184,7 @@ def _safe_tenant(body: bytes) -> str:
         tenant = json.loads(body).get("customerTenantId")
     except (ValueError, AttributeError):
         return "-"
-    return tenant.lower() if isinstance(tenant, str) and _GUID.match(tenant) else "-"
+    return tenant.lower() if isinstance(tenant, str) and _GUID.fullmatch(tenant) else "-"
 
 
 def _body(message: Any) -> bytes:
@@ -256,7 +256,7 @@ async def dlq_replay(client: Any, queue: str, chosen: set[str] | None, out: Text
 
 
 def _guid_argument(value: str, what: str) -> str:
-    if not _GUID.match(value) or value == _NIL_GUID:
+    if not _GUID.fullmatch(value) or value == _NIL_GUID:
         raise UsageError(f"{what} must be a GUID (for example 53a2a22c-5cbd-47f7-b588-f5bb5f191ead)")
     return value.lower()
 

@@ -85,7 +85,11 @@ def test_full_secret_message() -> None:
             "schemaVersion: must be an integer, got string",
         ),
         (message(schemaVersion=True), RejectionReason.INVALID_FIELD, "schemaVersion: must be an integer"),
-        (message(schemaVersion=2), RejectionReason.UNSUPPORTED_SCHEMA_VERSION, "this version is not supported"),
+        (
+            message(schemaVersion=2),
+            RejectionReason.UNSUPPORTED_SCHEMA_VERSION,
+            "this version is not supported",
+        ),
         (
             message(customerTenantId="contoso.com"),
             RejectionReason.INVALID_FIELD,
