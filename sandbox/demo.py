@@ -69,7 +69,13 @@ async def _send_as_crm(connection_string: str, queue: str, samples: list[Path]) 
     return sent
 
 
-async def _run(env: dict[str, str], scenario: Scenario, samples: list[Path], broker: ServiceBusBroker) -> int:
+async def _run(
+    env: dict[str, str],
+    scenario: Scenario,
+    samples: list[Path],
+    broker: ServiceBusBroker,
+    cloud: CloudSandbox,
+) -> int:
     from shared.ledger import UNKNOWN_TENANT
     from shared.service import get_service, reset_service
 
@@ -88,10 +94,22 @@ async def _run(env: dict[str, str], scenario: Scenario, samples: list[Path], bro
             if all(finals.values()) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.25)
+        await _print_onboarding(service, sent, finals, events, broker, env)
+        await _nightly_run(service, host, cloud, scenario)
     finally:
         await host.stop()
-        await asyncio.sleep(0)
+    await reset_service()
+    return 0 if all(finals.values()) else 1
 
+
+async def _print_onboarding(
+    service: Any,
+    sent: list[tuple[Path, str]],
+    finals: dict[str, dict[str, Any] | None],
+    events: list[dict[str, Any]],
+    broker: ServiceBusBroker,
+    env: dict[str, str],
+) -> None:
     rows = []
     for _, message_id in sent:
         final = finals[message_id]
@@ -146,8 +164,28 @@ async def _run(env: dict[str, str], scenario: Scenario, samples: list[Path], bro
 
     counts = broker.queue_counts(env["ONBOARDING_QUEUE"])
     print(f"\nQueue {env['ONBOARDING_QUEUE']} afterwards: {json.dumps(counts)}")
-    await reset_service()
-    return 0 if all(finals.values()) else 1
+
+
+async def _nightly_run(
+    service: Any, host: LocalFunctionsHost, cloud: CloudSandbox, scenario: Scenario
+) -> None:
+    """Someone removes Northwind's link; the nightly timer notices and heals it."""
+    northwind = scenario.tenants[0]
+    cloud.delete_link(northwind.tenant_id, northwind.service_principals[0].object_id)
+    print(f"\nNight: the link in {northwind.name} was removed by hand. Firing the re-verification timer...")
+    host.fire_timer("reverify_links")
+    deadline = time.monotonic() + _FINAL_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        finished = [run for run in await service.ledger.runs() if run.get("EndedAt")]
+        if finished:
+            run = finished[-1]
+            print(f"Run {run['RowKey']}: {run['Total']} links in {run['DurationSeconds']} s: {run['Counts']}")
+            break
+        await asyncio.sleep(0.25)
+    else:
+        print("The re-verification run did not finish in time.")
+    links = [link for link in cloud.links() if link["tenantId"] == northwind.tenant_id]
+    print(f"{northwind.name}'s link now: partner ID {links[0]['partnerId']}, {links[0]['state']}")
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
@@ -191,12 +229,13 @@ def main() -> int:
                 service_bus_connection_string=broker.connection_string,
             )
             env["RETRY_BASE_SECONDS"] = "1"  # a demo should not wait 30 s for a retry
+            env["RUN_SUMMARY_CHECK_SECONDS"] = "1"
             # Litware is throttled once: its message is retried after the server's Retry-After.
             litware = next(t.tenant_id for t in scenario.tenants if t.name.startswith("Litware"))
             cloud.add_fault(
                 litware, FaultRule(target="arm", kind="status", status=429, retry_after=2, count=3)
             )
-            code = asyncio.run(_run(env, scenario, samples, broker))
+            code = asyncio.run(_run(env, scenario, samples, broker, cloud))
     except KeyboardInterrupt:
         print("\nInterrupted: services stopped.")
         return 130
