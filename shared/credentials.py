@@ -96,13 +96,20 @@ class CredentialCache:
     def host_credential(self) -> AsyncTokenCredential:
         """The Function App's own identity (user-assigned managed identity in Azure)."""
         if self._host is None:
-            from azure.identity.aio import ManagedIdentityCredential
+            if self._settings.host_credential == "default":
+                from azure.identity.aio import DefaultAzureCredential
 
-            self._host = ManagedIdentityCredential(
-                client_id=self._settings.managed_identity_client_id,
-                transport=self._transport,
-                retry_total=self._settings.sdk_retry_total,
-            )
+                self._host = DefaultAzureCredential(
+                    managed_identity_client_id=self._settings.managed_identity_client_id
+                )
+            else:
+                from azure.identity.aio import ManagedIdentityCredential
+
+                self._host = ManagedIdentityCredential(
+                    client_id=self._settings.managed_identity_client_id,
+                    transport=self._transport,
+                    retry_total=self._settings.sdk_retry_total,
+                )
         return self._host
 
     def _client_kwargs(self) -> dict[str, Any]:

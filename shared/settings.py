@@ -55,6 +55,8 @@ class Settings:
     credential_pause_seconds: float
     run_summary_check_seconds: float
     credential_cache_size: int
+    host_credential: str
+    """`managed-identity` (Azure) or `default` (DefaultAzureCredential: a developer's az login)."""
     sdk_retry_total: int
     http_timeout_seconds: float
 
@@ -100,6 +102,12 @@ class _Reader:
             raise SettingsError(f"setting {name} must be an integer") from None
         if not lowest <= value <= highest:
             raise SettingsError(f"setting {name} must be between {lowest} and {highest}")
+        return value
+
+    def _choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = (self._get(name) or default).lower()
+        if value not in allowed:
+            raise SettingsError(f"setting {name} must be one of: {', '.join(allowed)}")
         return value
 
     def _bool(self, name: str, default: bool) -> bool:
@@ -180,6 +188,9 @@ class _Reader:
             credential_pause_seconds=float(self._int("CREDENTIAL_BROKEN_PAUSE_SECONDS", 900, 1, 86400)),
             run_summary_check_seconds=float(self._int("RUN_SUMMARY_CHECK_SECONDS", 60, 1, 3600)),
             credential_cache_size=self._int("CREDENTIAL_CACHE_SIZE", 2000, 10, 1_000_000),
+            host_credential=self._choice(
+                "HOST_CREDENTIAL", "managed-identity", ("managed-identity", "default")
+            ),
             sdk_retry_total=self._int("SDK_RETRY_TOTAL", 2, 0, 10),
             http_timeout_seconds=float(self._int("HTTP_TIMEOUT_SECONDS", 30, 1, 230)),
         )

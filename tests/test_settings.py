@@ -48,3 +48,10 @@ def test_identity_based_ledger() -> None:
     settings = Settings.from_env(env)
     assert settings.ledger_connection_string is None
     assert settings.ledger_table_service_uri == "https://acct.table.core.windows.net"
+
+
+def test_host_credential_choice() -> None:
+    assert Settings.from_env(BASE).host_credential == "managed-identity"
+    assert Settings.from_env(BASE | {"HOST_CREDENTIAL": "Default"}).host_credential == "default"
+    with pytest.raises(SettingsError, match="HOST_CREDENTIAL"):
+        Settings.from_env(BASE | {"HOST_CREDENTIAL": "cli"})

@@ -12,6 +12,7 @@
 // default: CREDENTIAL_BROKEN_PAUSE_SECONDS (15 min)
 // default: RUN_SUMMARY_CHECK_SECONDS (the nightly run's summary checks every minute)
 // default: CREDENTIAL_CACHE_SIZE (2000 customer credentials kept per instance, least recently used dropped)
+// default: HOST_CREDENTIAL (managed-identity in Azure; "default" only for a developer's local run)
 // default: SDK_RETRY_TOTAL (2 retries inside one call)
 // default: HTTP_TIMEOUT_SECONDS (30 s)
 // local-only: LedgerStorage (ledger connection string: Azurite)
