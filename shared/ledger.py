@@ -160,9 +160,6 @@ class Ledger:
     def partition(attempt: Attempt) -> str:
         return attempt.customer_tenant_id or UNKNOWN_TENANT
 
-    async def find_receipt(self, customer_tenant_id: str | None, message_id: str) -> Receipt | None:
-        return (await self.view(customer_tenant_id, message_id, None)).receipt
-
     async def view(
         self, customer_tenant_id: str | None, message_id: str, client_id: str | None
     ) -> LedgerView:
