@@ -80,6 +80,11 @@ async def _run(
     from shared.service import get_service, reset_service
 
     partitions = {tenant.tenant_id for tenant in scenario.tenants} | {UNKNOWN_TENANT}
+    # Ctrl-C or SIGTERM cancels this task (the finally blocks stop the host, then the services).
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    assert task is not None
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, _interrupt, task)
     host = LocalFunctionsHost(settings=env)
     try:
         await host.start()
@@ -93,7 +98,9 @@ async def _run(
             finals = {message_id: _final(events, message_id) for _, message_id in sent}
             if all(finals.values()) or time.monotonic() > deadline:
                 break
+            _check_interrupted()
             await asyncio.sleep(0.25)
+        _check_interrupted()
         await _print_onboarding(service, sent, finals, events, broker, env)
         await _nightly_run(service, host, cloud, scenario)
     finally:
@@ -181,6 +188,7 @@ async def _nightly_run(
             run = finished[-1]
             print(f"Run {run['RowKey']}: {run['Total']} links in {run['DurationSeconds']} s: {run['Counts']}")
             break
+        _check_interrupted()
         await asyncio.sleep(0.25)
     else:
         print("The re-verification run did not finish in time.")
@@ -188,8 +196,22 @@ async def _nightly_run(
     print(f"{northwind.name}'s link now: partner ID {links[0]['partnerId']}, {links[0]['state']}")
 
 
+_INTERRUPTED: list[bool] = []
+
+
+def _interrupt(task: asyncio.Task[int]) -> None:
+    _INTERRUPTED.append(True)
+    task.cancel()
+
+
+def _check_interrupted() -> None:
+    # Some SDK code swallows a cancellation; the flag makes sure the demo still stops.
+    if _INTERRUPTED:
+        raise asyncio.CancelledError
+
+
 def _stop_on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # the same clean shutdown as Ctrl-C
+    raise KeyboardInterrupt  # outside the event loop: the same clean shutdown as Ctrl-C
 
 
 def main() -> int:
@@ -236,7 +258,7 @@ def main() -> int:
                 litware, FaultRule(target="arm", kind="status", status=429, retry_after=2, count=3)
             )
             code = asyncio.run(_run(env, scenario, samples, broker, cloud))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print("\nInterrupted: services stopped.")
         return 130
     print("\nServices stopped.")
