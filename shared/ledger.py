@@ -71,20 +71,41 @@ class Attempt:
     next_attempt_at: datetime | None = None
     run_id: str | None = None
     """The re-verification run this attempt belongs to, if any."""
+    original_message_id: str | None = None
+    """The message this one is a scheduled retry of (itself when it is the original)."""
+    next_attempt: int | None = None
+    """The number of the retry this attempt scheduled, if any."""
+
+    @property
+    def chain_id(self) -> str:
+        return self.original_message_id or self.message_id
 
 
 @dataclass(frozen=True)
 class Receipt:
-    """A message already recorded; redeliveries of a terminal one are answered from here."""
+    """The latest recorded attempt of a message and its scheduled retries (one chain).
+
+    A final outcome closes the chain: every later delivery of any of its messages is a duplicate.
+    While a retry is scheduled, only copies of that attempt may go on (a deferred copy has its own
+    MessageId but the same attempt number); a redelivered earlier copy would make a second,
+    parallel attempt.
+    """
 
     message_id: str
     outcome: OutcomeKind
     reason: str
     event_row_key: str
+    next_attempt: int | None = None
 
     @property
     def is_terminal(self) -> bool:
-        return not self.outcome.is_retryable
+        return not self.outcome.is_retryable and self.next_attempt is None
+
+    def blocks(self, attempt: int) -> bool:
+        """True when attempt number `attempt` of this chain must not be processed (again)."""
+        if self.is_terminal:
+            return True
+        return self.next_attempt is not None and self.next_attempt != attempt
 
 
 @dataclass(frozen=True)
@@ -160,13 +181,11 @@ class Ledger:
     def partition(attempt: Attempt) -> str:
         return attempt.customer_tenant_id or UNKNOWN_TENANT
 
-    async def view(
-        self, customer_tenant_id: str | None, message_id: str, client_id: str | None
-    ) -> LedgerView:
-        """One request for the message's receipt and the link's state: reused by `record`."""
+    async def view(self, customer_tenant_id: str | None, chain_id: str, client_id: str | None) -> LedgerView:
+        """One request for the chain's receipt and the link's state: reused by `record`."""
         await self.ensure_table()
         partition = customer_tenant_id or UNKNOWN_TENANT
-        keys = [receipt_row_key(message_id)] + ([f"{_STATE}{client_id}"] if client_id else [])
+        keys = [receipt_row_key(chain_id)] + ([f"{_STATE}{client_id}"] if client_id else [])
         rows = await self._point_reads(partition, keys)
         entity = rows.get(keys[0])
         return LedgerView(partition, _receipt(entity) if entity else None, rows)
@@ -197,7 +216,7 @@ class Ledger:
         """
         await self.ensure_table()
         partition = self.partition(attempt)
-        receipt_key = receipt_row_key(attempt.message_id)
+        receipt_key = receipt_row_key(attempt.chain_id)
         state_key = f"{_STATE}{attempt.client_id}" if attempt.client_id else None
         keys = [receipt_key] + ([state_key] if state_key else [])
 
@@ -207,7 +226,7 @@ class Ledger:
             else:
                 rows = await self._point_reads(partition, keys)
             existing_receipt = rows.get(receipt_key)
-            if existing_receipt is not None and _receipt(existing_receipt).is_terminal:
+            if existing_receipt is not None and _receipt(existing_receipt).blocks(attempt.attempt):
                 return Recorded(event_row_key=existing_receipt.get("EventRowKey"), duplicate=True)
 
             now = at or datetime.now(UTC)
@@ -218,6 +237,8 @@ class Ledger:
                     "PartitionKey": partition,
                     "RowKey": receipt_key,
                     "MessageId": attempt.message_id,
+                    "OriginalMessageId": attempt.chain_id,
+                    "NextAttempt": attempt.next_attempt,
                     "Outcome": outcome.kind.value,
                     "Reason": outcome.reason,
                     "EventRowKey": event_key,
@@ -374,6 +395,7 @@ def _receipt(entity: dict[str, Any]) -> Receipt:
         outcome=OutcomeKind(entity["Outcome"]),
         reason=entity.get("Reason", ""),
         event_row_key=entity.get("EventRowKey", ""),
+        next_attempt=entity.get("NextAttempt"),
     )
 
 

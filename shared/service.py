@@ -195,6 +195,7 @@ class LinkService:
                 delivery_count=delivery_count,
                 duration_ms=_elapsed_ms(started),
                 run_id=delivery.run_id,
+                original_message_id=delivery.original_id,
             )
             try:
                 await self.ledger.record(attempt, outcome)
@@ -206,7 +207,8 @@ class LinkService:
 
     async def relink(self, request: OnboardingRequest) -> Outcome:
         """An operator's relink: linked now, recorded like any other attempt, never rescheduled."""
-        delivery = _Delivery(message_id=f"relink:{uuid.uuid4()}", original_id="", source=Source.RELINK)
+        message_id = f"relink:{uuid.uuid4()}"
+        delivery = _Delivery(message_id=message_id, original_id=message_id, source=Source.RELINK)
         return await self._process(request, delivery, body=None, started=time.monotonic())
 
     async def _process(
@@ -214,12 +216,14 @@ class LinkService:
     ) -> Outcome:
         identity = request.identity
         try:
-            view = await self.ledger.view(request.customer_tenant_id, delivery.message_id, identity.client_id)
+            view = await self.ledger.view(
+                request.customer_tenant_id, delivery.original_id, identity.client_id
+            )
         except Exception as error:
             return await self._ledger_unavailable(
                 error, request.correlation_id, delivery, body, retry_scheduled=False
             )
-        if view.receipt is not None and view.receipt.is_terminal:
+        if view.receipt is not None and view.receipt.blocks(delivery.attempt):
             logger.info(
                 "duplicate delivery of message %s: already recorded as %s; nothing done",
                 delivery.message_id,
@@ -304,6 +308,8 @@ class LinkService:
             attempt=delivery.attempt,
             next_attempt_at=next_at,
             run_id=delivery.run_id,
+            original_message_id=delivery.original_id,
+            next_attempt=next_attempt[0] if next_attempt else None,
         )
         if next_attempt is not None:
             # Scheduled before the outcome is recorded: if we crash in between, the redelivered
