@@ -117,7 +117,7 @@ LEDGER_PROPERTIES = {
     "Code", "Remediation", "Details", "PartnerId", "PreviousPartnerId", "ObjectId", "LinkVersion",
     "RetryAfterSeconds", "DurationMs",
     # receipt
-    "EventRowKey", "RecordedAt",
+    "EventRowKey", "RecordedAt", "OriginalMessageId", "NextAttempt",
     # link state
     "CustomerTenantId", "KeyVaultSecretName", "LinkedPartnerId", "LastCheckedAt", "LastLinkedAt",
     "ConsecutiveFailures", "LastMessageId", "LastRunId", "FirstSeenAt",
