@@ -284,7 +284,7 @@ def _client_secret() -> str:
     )
 
 
-def _self_signed(common_name: str) -> tuple[str, x509.Certificate]:
+def self_signed_pem(common_name: str) -> tuple[str, x509.Certificate]:
     """A PEM with the private key and then the certificate, as Key Vault stores a certificate's secret."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
@@ -373,7 +373,7 @@ class CloudSandbox:
                 self._app_secrets[app.client_id].append(value)
                 self._store_secret(name, value, None)
             for name in app.certificates:
-                pem, cert = _self_signed(app.display_name)
+                pem, cert = self_signed_pem(app.display_name)
                 for algorithm in (hashes.SHA1(), hashes.SHA256()):  # x5t and x5t#S256
                     self._app_certs[app.client_id][_b64url(cert.fingerprint(algorithm))] = cert
                 self._store_secret(name, pem, "application/x-pem-file")

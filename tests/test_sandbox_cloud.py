@@ -15,7 +15,6 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +36,9 @@ from azure.identity.aio import (
 )
 from azure.keyvault.secrets.aio import SecretClient
 from azure.mgmt.managementpartner.aio import ACEProvisioningManagementPartnerAPI
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
-from sandbox.cloud import AADSTS, CloudSandbox
+from sandbox.cloud import AADSTS, CloudSandbox, self_signed_pem
 from sandbox.scenario import FaultRule, Scenario, load_scenario
 from sandbox.tls import make_tls
 
@@ -173,22 +169,7 @@ def arm_path(partner_id: str | None = None, api_version: str = "2018-02-01") -> 
 
 def rsa_pem(common_name: str) -> bytes:
     """A certificate the sandbox has never seen, with its key, as Key Vault would hand it out."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ) + cert.public_bytes(serialization.Encoding.PEM)
+    return self_signed_pem(common_name)[0].encode()
 
 
 def aadsts_of(error: ClientAuthenticationError) -> tuple[int | None, dict[str, Any]]:
