@@ -9,7 +9,6 @@ import asyncio
 import csv
 import json
 import os
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlencode, urlsplit
 
+from shared.identifiers import is_guid
 from shared.message import MessageRejected, parse_onboarding_message
 from shared.retry import root_message_id
 
@@ -31,8 +31,6 @@ CSV_COLUMNS = (
     "customerName",
     "correlationId",
 )
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-_NIL_GUID = "00000000-0000-0000-0000-000000000000"
 _MAX_BYTES = 256 * 1024
 PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
 _LOOPBACK = frozenset({"localhost", "127.0.0.1"})
@@ -184,7 +182,7 @@ def _safe_tenant(body: bytes) -> str:
         tenant = json.loads(body).get("customerTenantId")
     except (ValueError, AttributeError):
         return "-"
-    return tenant.lower() if isinstance(tenant, str) and _GUID.fullmatch(tenant) else "-"
+    return tenant.lower() if is_guid(tenant) else "-"
 
 
 def _body(message: Any) -> bytes:
@@ -256,7 +254,7 @@ async def dlq_replay(client: Any, queue: str, chosen: set[str] | None, out: Text
 
 
 def _guid_argument(value: str, what: str) -> str:
-    if not _GUID.fullmatch(value) or value == _NIL_GUID:
+    if not is_guid(value):
         raise UsageError(f"{what} must be a GUID (for example 53a2a22c-5cbd-47f7-b588-f5bb5f191ead)")
     return value.lower()
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .identifiers import is_guid, printable_name
 from .message import (
     DuplicateKeyError,
     MessageRejected,
@@ -27,8 +28,6 @@ from .outcomes import OutcomeKind
 from .service import LinkService
 
 MAX_BODY_BYTES = 16 * 1024
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _PROBLEM_BASE = "https://pal-autopilot.example/problems/"
 _RELINK_FIELDS = {"identity", "partnerId"}
 _LIST_PARAMETERS = {"outcome", "top", "continuationToken"}
@@ -110,7 +109,7 @@ def _project(entity: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, 
 
 
 def _bad_tenant(customer_tenant_id: str) -> ApiResponse | None:
-    if _GUID.fullmatch(customer_tenant_id) and customer_tenant_id != "00000000-0000-0000-0000-000000000000":
+    if is_guid(customer_tenant_id):
         return None
     return problem(
         400,
@@ -289,7 +288,7 @@ class LinksApi:
 
 def _names(keys: list[str]) -> str:
     """Names from the request, echoed only when plainly harmless."""
-    return ", ".join(k if _SAFE_NAME.fullmatch(k) else "<unprintable>" for k in keys)
+    return ", ".join(printable_name(k, "<unprintable>") for k in keys)
 
 
 def _encode_token(token: Mapping[str, Any]) -> str:

@@ -13,14 +13,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .settings import PARTNER_ID_PATTERN
+from .identifiers import GUID, NIL_GUID, is_guid, is_partner_id, printable_name
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 _MAX_DETAILS = 20
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_NIL_GUID = "00000000-0000-0000-0000-000000000000"
 _KEY_VAULT_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
-_SAFE_FIELD_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 # Field names that only ever hold a credential.
@@ -103,7 +100,7 @@ class _DuplicateKey(ValueError):
 
 
 def _field_name(key: str) -> str:
-    return key if _SAFE_FIELD_NAME.fullmatch(key) else "<unprintable field name>"
+    return printable_name(key)
 
 
 def _walk(value: Any, path: str) -> Iterator[tuple[str, str | None, Any]]:
@@ -138,7 +135,7 @@ def find_credentials(document: Any) -> list[str]:
 def _tenant_hint(document: Any) -> str | None:
     if isinstance(document, dict):
         value = document.get("customerTenantId")
-        if isinstance(value, str) and _GUID.fullmatch(value) and value != _NIL_GUID:
+        if is_guid(value):
             return value.lower()
     return None
 
@@ -149,9 +146,9 @@ def _guid(problems: list[str], document: dict[str, Any], key: str, path: str) ->
         problems.append(f"{path}: required")
     elif not isinstance(value, str):
         problems.append(f"{path}: must be a string (a GUID), got {_json_type(value)}")
-    elif not _GUID.fullmatch(value):
+    elif not GUID.fullmatch(value):
         problems.append(f"{path}: must be a GUID like 00000000-0000-0000-0000-000000000000")
-    elif value == _NIL_GUID:
+    elif value == NIL_GUID:
         problems.append(f"{path}: must not be the nil GUID")
     else:
         return value.lower()
@@ -286,7 +283,7 @@ def parse_onboarding_message(body: bytes, *, default_partner_id: str, max_bytes:
         raw = document["partnerId"]
         if not isinstance(raw, str):
             problems.append(f"partnerId: must be a string of 6 to 10 digits, got {_json_type(raw)}")
-        elif not PARTNER_ID_PATTERN.fullmatch(raw):
+        elif not is_partner_id(raw):
             problems.append("partnerId: must be 6 to 10 digits (the Associated Partner ID)")
         else:
             partner_id = raw

@@ -10,10 +10,10 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlparse
 
-PARTNER_ID_PATTERN = re.compile(r"^[0-9]{6,10}$")
+from .identifiers import is_guid, is_partner_id
+
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?$")
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 class SettingsError(ValueError):
@@ -118,7 +118,7 @@ class _Reader:
 
     def settings(self) -> Settings:
         partner_id = self._required("PARTNER_ID")
-        if not PARTNER_ID_PATTERN.fullmatch(partner_id):
+        if not is_partner_id(partner_id):
             raise SettingsError("setting PARTNER_ID must be 6 to 10 digits (the Associated Partner ID)")
 
         on_other = self._get("ON_OTHER_PARTNER", OnOtherPartner.UPDATE.value)
@@ -144,7 +144,7 @@ class _Reader:
             raise SettingsError("setting LEDGER_TABLE must be 3-63 letters or digits, starting with a letter")
 
         client_id = self._get("AZURE_CLIENT_ID")
-        if client_id is not None and not _GUID.fullmatch(client_id):
+        if client_id is not None and not is_guid(client_id):
             raise SettingsError("setting AZURE_CLIENT_ID must be a GUID")
 
         ca_bundle = self._get("PAL_CA_BUNDLE")
