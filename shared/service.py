@@ -141,7 +141,7 @@ class LinkService:
         transport = shared_transport(settings)
         credentials = CredentialCache(settings, transport)
         ledger_credential = None if settings.ledger_connection_string else credentials.host_credential
-        ledger = Ledger.from_settings(settings, credential=ledger_credential)
+        ledger = Ledger.from_settings(settings, transport=transport, credential=ledger_credential)
         linker = Linker(settings, credentials, transport)
         sender = None
         if settings.service_bus_connection_string or settings.service_bus_namespace:
