@@ -17,13 +17,23 @@ class OutcomeKind(StrEnum):
     """Re-verification found the link gone and made it again."""
     UPDATED = "updated"
     KEPT_OTHER_PARTNER = "kept-other-partner"
+    """Linked to another of our own partner IDs (ALLOWED_PARTNER_IDS); kept: ON_OTHER_PARTNER=keep."""
+    RECLAIMED = "reclaimed"
+    """Found linked to a partner ID outside ALLOWED_PARTNER_IDS (an ALERT) and moved back to ours."""
+    FOREIGN_PARTNER = "foreign-partner"
+    """Found linked to a partner ID outside ALLOWED_PARTNER_IDS (an ALERT) and left so: keep."""
     NEEDS_CUSTOMER_ACTION = "needs-customer-action"
     PARTNER_CREDENTIAL_BROKEN = "partner-credential-broken"
+    """Our shared credential (federated trust, or a secret many customers use) is broken: pauses all."""
+    NEEDS_PARTNER_ACTION = "needs-partner-action"
+    """This customer's own credential in Key Vault is missing, empty, malformed or not bound to it."""
     INVALID_PARTNER_ID = "invalid-partner-id"
     TRANSIENT = "transient"
     FAILED = "failed"
     """Transient failures outlasted every attempt; the nightly re-verification tries again."""
     REJECTED = "rejected"
+    RETIRED = "retired"
+    """An operator retired the identity's record: the nightly run no longer checks it."""
 
     @property
     def is_success(self) -> bool:
@@ -43,6 +53,7 @@ _SUCCESS = frozenset(
         OutcomeKind.HEALED,
         OutcomeKind.UPDATED,
         OutcomeKind.KEPT_OTHER_PARTNER,
+        OutcomeKind.RECLAIMED,
     }
 )
 

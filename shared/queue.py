@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,13 @@ class OutgoingMessage:
 
 
 class QueueSender:
-    """Opening a sender link costs about half a second: they are opened once and kept."""
+    """One sender per queue, opened once and kept (opening a link costs about half a second).
+
+    The SDK's sender is not safe for concurrent use by coroutines: its management link (used by
+    `schedule_messages`) is opened lazily by the first call, and concurrent calls fail inside the
+    SDK. Every use of a sender therefore holds that queue's lock; a send takes a few milliseconds,
+    so 32 invocations scheduling their retries at once wait briefly instead of failing.
+    """
 
     def __init__(self, settings: Settings, *, credential: AsyncTokenCredential | None = None) -> None:
         self._settings = settings
@@ -29,6 +36,7 @@ class QueueSender:
         self._client: Any = None
         self._senders: dict[str, Any] = {}
         self._lock = asyncio.Lock()
+        self._queue_locks: dict[str, asyncio.Lock] = {}
 
     def _make_client(self) -> Any:
         from azure.servicebus.aio import ServiceBusClient
@@ -55,6 +63,14 @@ class QueueSender:
                 self._senders[queue] = sender
             return sender
 
+    @contextlib.asynccontextmanager
+    async def _using(self, queue: str) -> AsyncIterator[Any]:
+        """The queue's sender, held by this coroutine alone until the block ends."""
+        sender = await self._sender(queue)
+        lock = self._queue_locks.setdefault(queue, asyncio.Lock())
+        async with lock:
+            yield sender
+
     async def schedule(
         self,
         queue: str,
@@ -74,30 +90,30 @@ class QueueSender:
             correlation_id=correlation_id,
             application_properties={str(key): value for key, value in properties.items()},
         )
-        sender = await self._sender(queue)
-        await sender.schedule_messages(message, at)
+        async with self._using(queue) as sender:
+            await sender.schedule_messages(message, at)
 
     async def send_batch(self, queue: str, messages: Sequence[OutgoingMessage]) -> int:
         """Send in as few batches as the size limit allows; returns how many were sent."""
         from azure.servicebus import ServiceBusMessage
 
-        sender = await self._sender(queue)
-        batch = await sender.create_message_batch()
-        for outgoing in messages:
-            message = ServiceBusMessage(
-                outgoing.body,
-                message_id=outgoing.message_id,
-                content_type="application/json",
-                application_properties={str(key): value for key, value in outgoing.properties.items()},
-            )
-            try:
-                batch.add_message(message)
-            except ValueError:  # full: send it and start the next one
+        async with self._using(queue) as sender:
+            batch = await sender.create_message_batch()
+            for outgoing in messages:
+                message = ServiceBusMessage(
+                    outgoing.body,
+                    message_id=outgoing.message_id,
+                    content_type="application/json",
+                    application_properties={str(key): value for key, value in outgoing.properties.items()},
+                )
+                try:
+                    batch.add_message(message)
+                except ValueError:  # full: send it and start the next one
+                    await sender.send_messages(batch)
+                    batch = await sender.create_message_batch()
+                    batch.add_message(message)
+            if len(batch):
                 await sender.send_messages(batch)
-                batch = await sender.create_message_batch()
-                batch.add_message(message)
-        if len(batch):
-            await sender.send_messages(batch)
         return len(messages)
 
     async def close(self) -> None:
