@@ -2,6 +2,7 @@
 
 import azure.functions as func
 
+from functions.dead_letters import bp as dead_letters
 from functions.http_api import bp as http_api
 from functions.onboarding import bp as onboarding
 from functions.reverify import bp as reverify
@@ -10,3 +11,4 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(onboarding)
 app.register_functions(reverify)
 app.register_functions(http_api)
+app.register_functions(dead_letters)

@@ -22,6 +22,7 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
 from .credentials import CredentialCache
+from .dead_letters import DeadLetter, broker_reason, dead_letter_attempt
 from .http import close_transport, shared_transport
 from .ledger import Attempt, Ledger
 from .linker import Linker
@@ -210,6 +211,46 @@ class LinkService:
         message_id = f"relink:{uuid.uuid4()}"
         delivery = _Delivery(message_id=message_id, original_id=message_id, source=Source.RELINK)
         return await self._process(request, delivery, body=None, started=time.monotonic())
+
+    async def record_dead_letter(
+        self,
+        body: bytes,
+        *,
+        message_id: str,
+        delivery_count: int,
+        properties: Mapping[str, Any],
+        source: Source,
+    ) -> Outcome:
+        """Record a dead-lettered message as a final `failed` attempt, once.
+
+        Raises when the ledger cannot be written, so that the message stays in the dead-letter
+        queue; nothing else about the message can make it raise.
+        """
+        delivery = _Delivery.of_message(message_id, source, delivery_count, properties)
+        letter = DeadLetter(
+            body=body,
+            message_id=delivery.message_id,
+            original_id=delivery.original_id,
+            delivery_count=delivery_count,
+            reason=broker_reason(properties),
+            attempt=delivery.attempt,
+        )
+        attempt, outcome = dead_letter_attempt(
+            letter,
+            source=source.value,
+            default_partner_id=self.settings.partner_id,
+            max_bytes=self.settings.max_message_bytes,
+        )
+        recorded = await self.ledger.record(attempt, outcome)
+        if recorded.duplicate:
+            logger.info(
+                "dead-lettered message %s already has a final outcome; nothing recorded",
+                delivery.message_id,
+                extra={"messageId": delivery.message_id},
+            )
+            return outcome
+        log_outcome(attempt, outcome)
+        return outcome
 
     async def _process(
         self, request: OnboardingRequest, delivery: _Delivery, *, body: bytes | None, started: float

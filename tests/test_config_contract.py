@@ -325,8 +325,10 @@ def test_every_queue_a_trigger_listens_on_exists() -> None:
     for binding in bindings():
         if binding["type"] != "serviceBusTrigger":
             continue
-        expression = _BINDING_EXPRESSION.fullmatch(binding["queueName"])
-        assert expression, f"{binding['queueName']}: use a %SETTING% so the name is configuration"
+        # A trigger on a queue's dead-letter queue names the queue, then the sub-queue.
+        queue_name = binding["queueName"].removesuffix("/$DeadLetterQueue")
+        expression = _BINDING_EXPRESSION.fullmatch(queue_name)
+        assert expression, f"{queue_name}: use a %SETTING% so the name is configuration"
         name = expression.group(1)
         value = settings.get(name, code.get(name))
         assert value in infra_queues(), f"%{name}% resolves to {value!r}, not a queue of the namespace"
