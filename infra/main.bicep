@@ -32,6 +32,9 @@ param principalType string = 'User'
 @description('The Associated Partner ID (location MPN ID, 6-10 digits) linked in every customer tenant. The code validates the digits.')
 param partnerId string
 
+@description('Every partner ID of ours, comma-separated (PARTNER_ID and any other location IDs). Empty: PARTNER_ID alone. A message may ask for no other ID, and a link found on any other ID is an ALERT.')
+param allowedPartnerIds string = ''
+
 @allowed([
   'update'
   'keep'
@@ -154,6 +157,7 @@ module functionApp 'app/function.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     maximumInstanceCount: maximumInstanceCount
     partnerId: partnerId
+    allowedPartnerIds: allowedPartnerIds
     onOtherPartner: onOtherPartner
     onboardingQueueName: onboardingQueueName
     verifyQueueName: verifyQueueName

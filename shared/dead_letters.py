@@ -38,6 +38,7 @@ class DeadLetter:
     delivery_count: int
     reason: str
     attempt: int
+    body_digest: str | None = None
 
 
 def broker_reason(properties: Mapping[str, Any]) -> str:
@@ -68,6 +69,7 @@ def dead_letter_attempt(
         delivery_count=letter.delivery_count,
         attempt=letter.attempt,
         original_message_id=letter.original_id,
+        body_digest=letter.body_digest,
     )
     try:
         request = parse_onboarding_message(

@@ -4,7 +4,9 @@ One table, partitioned by customer tenant, so that a state change, its history e
 message receipt that makes redelivery harmless are written in one atomic transaction:
 - `link~{clientId}`: current state of the identity's link in that tenant;
 - `event~{inverted time}~{id}`: history, newest first;
-- `receipt~{hash of message id}`: which message produced which event.
+- `receipt~{hash of message id}`: which message produced which event;
+- `intent~{hash of message id}`: what an attempt is about to change in ARM, written before the
+  write call and removed with the outcome (shared/write_intent.py).
 Nothing secret is ever put in an entity: outcomes carry no secret by construction, and only
 Key Vault secret *names* are stored.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import random
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,7 +31,9 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from .outcomes import Outcome, OutcomeKind
+from .retirement import RETIRE_SOURCE, retirement_reason
 from .settings import Settings
+from .write_intent import WriteIntent
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +43,11 @@ UNKNOWN_TENANT = "unknown-tenant"
 _STATE = "link~"
 _EVENT = "event~"
 _RECEIPT = "receipt~"
+_INTENT = "intent~"
 _INVERT = 10**20 - 1
-_MAX_WRITE_ATTEMPTS = 6
+_MAX_WRITE_ATTEMPTS = 8
+_CONTENTION_BASE_SECONDS = 0.05
+_CONTENTION_MAX_SECONDS = 1.0
 _SUCCESS_KINDS = {
     OutcomeKind.LINKED,
     OutcomeKind.UPDATED,
@@ -49,6 +57,10 @@ _SUCCESS_KINDS = {
 }
 RUNS_PARTITION = "pal-runs"
 """Partition of the re-verification run records (one entity per nightly run)."""
+
+
+class LedgerContention(RuntimeError):
+    """Too many writers for one link at once, even after backing off: try the attempt again later."""
 
 
 @dataclass(frozen=True)
@@ -75,10 +87,21 @@ class Attempt:
     """The message this one is a scheduled retry of (itself when it is the original)."""
     next_attempt: int | None = None
     """The number of the retry this attempt scheduled, if any."""
+    body_digest: str | None = None
+    """Digest of the message body (none for a relink): part of the chain's identity."""
 
     @property
     def chain_id(self) -> str:
-        return self.original_message_id or self.message_id
+        return chain_id(self.original_message_id or self.message_id, self.body_digest)
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:32]
+
+
+def chain_id(original_message_id: str, digest: str | None) -> str:
+    """A message, its scheduled retries and its body: what one receipt stands for."""
+    return f"{original_message_id}#{digest}" if digest else original_message_id
 
 
 @dataclass(frozen=True)
@@ -115,6 +138,8 @@ class LedgerView:
     partition: str
     receipt: Receipt | None
     rows: dict[str, dict[str, Any]]
+    intent: WriteIntent | None = None
+    """What an earlier attempt of this message was about to change in ARM, if its record was lost."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +151,10 @@ class Recorded:
 def receipt_row_key(message_id: str) -> str:
     # Message ids may hold characters a RowKey may not ('/', '#', '?'): store a digest.
     return _RECEIPT + hashlib.sha256(message_id.encode("utf-8")).hexdigest()[:40]
+
+
+def intent_row_key(message_id: str) -> str:
+    return _INTENT + hashlib.sha256(message_id.encode("utf-8")).hexdigest()[:40]
 
 
 def _event_row_key(now: datetime) -> str:
@@ -185,10 +214,28 @@ class Ledger:
         """One request for the chain's receipt and the link's state: reused by `record`."""
         await self.ensure_table()
         partition = customer_tenant_id or UNKNOWN_TENANT
-        keys = [receipt_row_key(chain_id)] + ([f"{_STATE}{client_id}"] if client_id else [])
+        keys = [receipt_row_key(chain_id), intent_row_key(chain_id)]
+        keys += [f"{_STATE}{client_id}"] if client_id else []
         rows = await self._point_reads(partition, keys)
-        entity = rows.get(keys[0])
-        return LedgerView(partition, _receipt(entity) if entity else None, rows)
+        entity, intent = rows.get(keys[0]), rows.get(keys[1])
+        return LedgerView(
+            partition, _receipt(entity) if entity else None, rows, _intent(intent) if intent else None
+        )
+
+    async def record_intent(self, customer_tenant_id: str, chain_id: str, intent: WriteIntent) -> None:
+        """Say what is about to change in ARM before changing it (removed by `record`)."""
+        await self.ensure_table()
+        entity = {
+            "PartitionKey": customer_tenant_id,
+            "RowKey": intent_row_key(chain_id),
+            "OriginalMessageId": chain_id,
+            "ClientId": intent.client_id,
+            "RequestedPartnerId": intent.requested_partner_id,
+            "PreviousPartnerId": intent.previous_partner_id,
+            "PreviousIsOurs": intent.previous_is_ours,
+            "RecordedAt": datetime.now(UTC),
+        }
+        await self._table.upsert_entity(_clean(entity), mode=UpdateMode.REPLACE)
 
     async def _point_reads(self, partition: str, row_keys: list[str]) -> dict[str, dict[str, Any]]:
         """Fetch several rows of one partition in a single request."""
@@ -212,15 +259,19 @@ class Ledger:
         """Write the outcome: state (unless rejected), history event and receipt, atomically.
 
         A terminal receipt for the same message means this is a redelivery: nothing is written.
-        Concurrent writers for the same link are serialised by ETags; the loser re-reads and retries.
+        Concurrent writers for the same link are serialised by ETags; the loser re-reads and retries
+        after a short random pause, and raises LedgerContention when contention persists.
         """
         await self.ensure_table()
         partition = self.partition(attempt)
         receipt_key = receipt_row_key(attempt.chain_id)
+        intent_key = intent_row_key(attempt.chain_id)
         state_key = f"{_STATE}{attempt.client_id}" if attempt.client_id else None
-        keys = [receipt_key] + ([state_key] if state_key else [])
+        keys = [receipt_key, intent_key] + ([state_key] if state_key else [])
 
-        for _ in range(_MAX_WRITE_ATTEMPTS):
+        for number in range(_MAX_WRITE_ATTEMPTS):
+            if number:
+                await asyncio.sleep(_contention_pause(number))
             if view is not None and view.partition == partition:
                 rows, view = view.rows, None  # read just before linking: no second read
             else:
@@ -246,8 +297,10 @@ class Ledger:
                 }
             )
             operations.append(_write(receipt, existing_receipt))
-            if state_key and outcome.kind is not OutcomeKind.REJECTED:
-                previous = rows.get(state_key)
+            if intent_key in rows:
+                operations.append(_delete(rows[intent_key]))
+            previous = rows.get(state_key) if state_key else None
+            if state_key and changes_state(attempt, outcome, previous):
                 operations.append(
                     _write(_state(partition, state_key, attempt, outcome, now, previous), previous)
                 )
@@ -258,7 +311,7 @@ class Ledger:
                     continue  # another writer got there first: read again and decide again
                 raise
             return Recorded(event_row_key=event_key, duplicate=False)
-        raise RuntimeError("ledger: too many concurrent writers for this link; giving up on this attempt")
+        raise LedgerContention("ledger: too many concurrent writers for this link; try again later")
 
     @staticmethod
     def _event(
@@ -296,6 +349,37 @@ class Ledger:
 
     async def link_states(self, customer_tenant_id: str) -> list[dict[str, Any]]:
         return await self._range(customer_tenant_id, _STATE, limit=None)
+
+    async def retire(
+        self, customer_tenant_id: str, client_id: str, reason: str, *, at: datetime | None = None
+    ) -> bool:
+        """An operator retires an identity: in one transaction its state row goes (ETag-checked)
+        and a `retired` event with the reason joins the history, which is kept.
+
+        The nightly run and a body-less relink no longer see the identity. The reason is checked
+        (shared.retirement) before anything is read. False when there is no such row.
+        """
+        reason = retirement_reason(reason)
+        await self.ensure_table()
+        state_key = f"{_STATE}{client_id}"
+        for number in range(_MAX_WRITE_ATTEMPTS):
+            if number:
+                await asyncio.sleep(_contention_pause(number))
+            state = (await self._point_reads(customer_tenant_id, [state_key])).get(state_key)
+            if state is None:
+                return False
+            now = at or datetime.now(UTC)
+            event = self._event(
+                customer_tenant_id, _event_row_key(now), _retirement(state), _retired(state, reason), now
+            )
+            try:
+                await self._table.submit_transaction([("create", event), _delete(state)])
+            except HttpResponseError as err:
+                if err.status_code in (404, 409, 412):
+                    continue  # changed or retired meanwhile: read again and decide again
+                raise
+            return True
+        raise LedgerContention("ledger: too many concurrent writers for this link; try again later")
 
     async def history(self, customer_tenant_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
         return await self._range(customer_tenant_id, _EVENT, limit=limit)
@@ -386,6 +470,67 @@ def _write(entity: dict[str, Any], previous: dict[str, Any] | None) -> tuple[Any
             "etag": previous["_etag"],
             "match_condition": MatchConditions.IfNotModified,
         },
+    )
+
+
+def _delete(entity: dict[str, Any]) -> tuple[Any, ...]:
+    return ("delete", entity, {"etag": entity["_etag"], "match_condition": MatchConditions.IfNotModified})
+
+
+def _contention_pause(number: int) -> float:
+    """Full jitter: writers that collided once spread out instead of colliding again."""
+    return random.uniform(0, min(_CONTENTION_MAX_SECONDS, _CONTENTION_BASE_SECONDS * 2**number))
+
+
+def changes_state(attempt: Attempt, outcome: Outcome, previous: dict[str, Any] | None) -> bool:
+    """Whether this attempt's outcome becomes the link's recorded state.
+
+    A rejection never does. A different identity (type or Key Vault secret) for a healthy link
+    must prove itself: it replaces the recorded one only once it has signed in and linked, so a
+    message with a wrong identity cannot break a link that works.
+    """
+    if outcome.kind is OutcomeKind.REJECTED:
+        return False
+    if previous is None or outcome.kind.is_success:
+        return True
+    healthy = OutcomeKind(previous.get("Outcome", OutcomeKind.FAILED.value)).is_success
+    same_identity = (previous.get("IdentityType"), previous.get("KeyVaultSecretName")) == (
+        attempt.identity_type,
+        attempt.key_vault_secret_name,
+    )
+    return same_identity or not healthy
+
+
+def _intent(entity: dict[str, Any]) -> WriteIntent:
+    return WriteIntent(
+        client_id=entity.get("ClientId", ""),
+        requested_partner_id=entity.get("RequestedPartnerId", ""),
+        previous_partner_id=entity.get("PreviousPartnerId"),
+        previous_is_ours=bool(entity.get("PreviousIsOurs", True)),
+    )
+
+
+def _retirement(state: dict[str, Any]) -> Attempt:
+    """The retirement as an attempt on the identity the state row records, for its history event."""
+    return Attempt(
+        message_id=f"{RETIRE_SOURCE}:{uuid.uuid4()}",
+        source=RETIRE_SOURCE,
+        customer_tenant_id=state.get("CustomerTenantId"),
+        client_id=state.get("ClientId"),
+        identity_type=state.get("IdentityType"),
+        partner_id=state.get("PartnerId"),
+        customer_name=state.get("CustomerName"),
+        correlation_id=state.get("CorrelationId"),
+    )
+
+
+def _retired(state: dict[str, Any], reason: str) -> Outcome:
+    """What the identity was last linked to stays on record with the reason."""
+    return Outcome(
+        OutcomeKind.RETIRED,
+        reason,
+        partner_id=state.get("LinkedPartnerId"),
+        object_id=state.get("ObjectId"),
     )
 
 

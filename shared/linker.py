@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -10,11 +11,20 @@ from azure.core.pipeline.transport import AioHttpTransport
 
 from .credentials import ARM_SCOPE, CredentialCache
 from .errors import Stage, classify_error, transient
+from .identifiers import is_partner_id
 from .message import Identity
 from .outcomes import Outcome, OutcomeKind
 from .settings import OnOtherPartner, Settings
+from .write_intent import WriteIntent
 
 logger = logging.getLogger(__name__)
+
+BeforeWrite = Callable[[WriteIntent], Awaitable[None]]
+"""Called just before ARM is asked to change the link; what it raises is raised by `link`."""
+
+
+class BeforeWriteFailed(Exception):
+    """The intent could not be recorded, so ARM was not called; `__cause__` says why."""
 
 
 class Linker:
@@ -41,8 +51,12 @@ class Linker:
         partner_id: str,
         *,
         on_other_partner: OnOtherPartner | None = None,
+        before_write: BeforeWrite | None = None,
     ) -> Outcome:
-        """Make the identity's link in the tenant point at `partner_id`; never raises for a service error."""
+        """Make the identity's link in the tenant point at `partner_id`.
+
+        Never raises for a service error; raises BeforeWriteFailed when `before_write` fails.
+        """
         policy = on_other_partner or self._settings.on_other_partner
 
         try:
@@ -71,9 +85,11 @@ class Linker:
                 await self._credentials.forget(tenant_id, identity)
             return outcome
 
-        client = self._arm_client(credential)
+        client = _Writes(self._arm_client(credential), identity.client_id, self._settings, before_write)
         try:
             return await self._link(client, partner_id, policy)
+        except BeforeWriteFailed:
+            raise
         except Exception as err:  # noqa: BLE001
             return classify_error(
                 err, stage=Stage.ARM, client_id=identity.client_id, secret_name=identity.key_vault_secret_name
@@ -103,28 +119,94 @@ class Linker:
 
         if current.partner_id == partner_id:
             return _result(OutcomeKind.ALREADY_LINKED, f"already linked to partner ID {partner_id}", current)
-
+        foreign = current.partner_id not in self._settings.allowed_partner_ids
         if policy is OnOtherPartner.KEEP:
-            return _result(
-                OutcomeKind.KEPT_OTHER_PARTNER,
-                f"linked to another partner ID ({current.partner_id}); kept because ON_OTHER_PARTNER=keep",
-                current,
-                remediation="If this customer's work is yours, agree it with the customer, then relink "
-                "with ON_OTHER_PARTNER=update.",
-            )
+            return _kept(current, foreign=foreign)
 
         try:
-            updated = await client.partner.update(partner_id)
+            updated = await client.partner.update(partner_id, current.partner_id)
         except ResourceNotFoundError:
             # The link was removed between our GET and PATCH: create it instead.
             created = await client.partner.create(partner_id)
+            if created.partner_id != partner_id:
+                return _mismatch("PUT", created.partner_id, partner_id)
             return _result(OutcomeKind.LINKED, f"linked to partner ID {partner_id}", created)
+        if updated.partner_id != partner_id:
+            return _mismatch("PATCH", updated.partner_id, partner_id)
+        kind, what = (
+            (OutcomeKind.RECLAIMED, "a partner ID that is not ours")
+            if foreign
+            else (OutcomeKind.UPDATED, "partner ID")
+        )
         return _result(
-            OutcomeKind.UPDATED,
-            f"changed the link from partner ID {current.partner_id} to {partner_id}",
+            kind,
+            f"changed the link from {what} {current.partner_id} to {partner_id}",
             updated,
             previous_partner_id=current.partner_id,
         )
+
+
+class _Writes:
+    """The ARM client's `partners.get`, `partner.create` and `partner.update`, with the intent
+    recorded before each write."""
+
+    def __init__(self, client: Any, client_id: str, settings: Settings, before: BeforeWrite | None) -> None:
+        self.partners = client.partners
+        self.partner = self
+        self._client = client
+        self._client_id = client_id
+        self._allowed = settings.allowed_partner_ids
+        self._before = before
+
+    async def _announce(self, partner_id: str, previous: str | None) -> None:
+        if self._before is None:
+            return
+        intent = WriteIntent(
+            self._client_id, partner_id, previous, previous is None or previous in self._allowed
+        )
+        try:
+            await self._before(intent)
+        except Exception as error:
+            raise BeforeWriteFailed() from error
+
+    async def create(self, partner_id: str) -> Any:
+        await self._announce(partner_id, None)
+        return await self._client.partner.create(partner_id)
+
+    async def update(self, partner_id: str, previous: str | None) -> Any:
+        await self._announce(partner_id, previous)
+        return await self._client.partner.update(partner_id)
+
+
+def _kept(current: Any, *, foreign: bool) -> Outcome:
+    if foreign:
+        return _result(
+            OutcomeKind.FOREIGN_PARTNER,
+            f"linked to partner ID {_shown(current.partner_id)}, which is not ours; kept because "
+            "ON_OTHER_PARTNER=keep",
+            current,
+            remediation="Find out with the customer who linked our identity to that partner ID; relink "
+            "with ON_OTHER_PARTNER=update to move it back.",
+        )
+    return _result(
+        OutcomeKind.KEPT_OTHER_PARTNER,
+        f"linked to another of our partner IDs ({current.partner_id}); kept because ON_OTHER_PARTNER=keep",
+        current,
+    )
+
+
+def _shown(partner_id: Any) -> str:
+    """A partner ID from ARM's reply, shown only when it has the shape of one."""
+    return partner_id if is_partner_id(partner_id) else "(not a partner ID)"
+
+
+def _mismatch(method: str, answered: str | None, requested: str) -> Outcome:
+    """ARM answered a write with a link that is not the one asked for: nothing is believed."""
+    return transient(
+        f"arm: the {method} was answered with partner ID {_shown(answered)}, not the requested "
+        f"{requested}; the link will be read again",
+        code="arm-reply-mismatch",
+    )
 
 
 def _result(

@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-import re
 import time
 import uuid
 import weakref
@@ -24,9 +23,11 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 from .credentials import CredentialCache
 from .dead_letters import DeadLetter, broker_reason, dead_letter_attempt
 from .http import close_transport, shared_transport
-from .ledger import Attempt, Ledger
-from .linker import Linker
+from .ledger import Attempt, Ledger, LedgerContention, LedgerView, body_digest, chain_id
+from .linker import BeforeWriteFailed, Linker
 from .message import MessageRejected, OnboardingRequest, parse_onboarding_message
+from .message_properties import RUN_ID_PROPERTY as RUN_ID_PROPERTY
+from .message_properties import counter, valid_run_id
 from .outcomes import Outcome, OutcomeKind
 from .queue import QueueSender
 from .retry import (
@@ -38,13 +39,10 @@ from .retry import (
     retry_message_id,
 )
 from .settings import Settings
+from .untrusted import message_id_for_records
+from .write_intent import WriteIntent, settle
 
 logger = logging.getLogger(__name__)
-
-RUN_ID_PROPERTY = "palRunId"
-_MAX_COUNTER = 10_000
-_SAFE_ID = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, as long as a MessageId may be
-_RUN_ID = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}|[A-Za-z0-9-]{1,40}")
 
 
 class Source(StrEnum):
@@ -72,33 +70,38 @@ class _Delivery:
     attempt: int = 1
     pauses: int = 0
     run_id: str | None = None
+    body_digest: str | None = None
+
+    @property
+    def chain_id(self) -> str:
+        """The message and its scheduled retries (its receipt's key): a different body under a
+        used MessageId is a new chain, never dropped as a duplicate."""
+        return chain_id(self.original_id, self.body_digest)
 
     @classmethod
     def of_message(
-        cls, message_id: str, source: Source, delivery_count: int, properties: Mapping[str, Any]
+        cls,
+        message_id: str,
+        source: Source,
+        delivery_count: int,
+        properties: Mapping[str, Any],
+        body: bytes | None = None,
     ) -> _Delivery:
         # Application properties are set by our own scheduling, but anyone who can send to the
-        # queue can set them too: only well-formed values are believed.
-        def number(name: str, default: int) -> int:
-            try:
-                return min(_MAX_COUNTER, max(default, int(properties.get(name, default))))
-            except (TypeError, ValueError, OverflowError):
-                return default
-
+        # queue can set them too: only well-formed values are believed (shared.message_properties).
+        message_id = message_id_for_records(message_id)
         original = properties.get(ORIGINAL_ID_PROPERTY)
-        run_id = properties.get(RUN_ID_PROPERTY)
-        if not (isinstance(original, str) and _SAFE_ID.fullmatch(original)):
+        if not (isinstance(original, str) and message_id_for_records(original) == original):
             original = None
-        if not (isinstance(run_id, str) and _RUN_ID.fullmatch(run_id)):
-            run_id = None
         return cls(
             message_id=message_id,
             original_id=original or message_id,
             source=source,
             delivery_count=delivery_count,
-            attempt=number(ATTEMPT_PROPERTY, 1),
-            pauses=number(PAUSES_PROPERTY, 0),
-            run_id=run_id,
+            attempt=counter(properties, ATTEMPT_PROPERTY, 1),
+            pauses=counter(properties, PAUSES_PROPERTY, 0),
+            run_id=valid_run_id(properties.get(RUN_ID_PROPERTY)),
+            body_digest=body_digest(body) if body is not None else None,
         )
 
 
@@ -175,8 +178,8 @@ class LinkService:
         started = time.monotonic()
         # The host always sets a MessageId; should one be missing, the body stands in for it so
         # that redelivery stays idempotent.
-        message_id = message_id or "sha256:" + hashlib.sha256(body).hexdigest()
-        delivery = _Delivery.of_message(message_id, source, delivery_count, properties or {})
+        message_id = message_id_for_records(message_id) or "sha256:" + hashlib.sha256(body).hexdigest()
+        delivery = _Delivery.of_message(message_id, source, delivery_count, properties or {}, body)
         try:
             request = parse_onboarding_message(
                 body, default_partner_id=self.settings.partner_id, max_bytes=self.settings.max_message_bytes
@@ -197,6 +200,7 @@ class LinkService:
                 duration_ms=_elapsed_ms(started),
                 run_id=delivery.run_id,
                 original_message_id=delivery.original_id,
+                body_digest=delivery.body_digest,
             )
             try:
                 await self.ledger.record(attempt, outcome)
@@ -226,7 +230,7 @@ class LinkService:
         Raises when the ledger cannot be written, so that the message stays in the dead-letter
         queue; nothing else about the message can make it raise.
         """
-        delivery = _Delivery.of_message(message_id, source, delivery_count, properties)
+        delivery = _Delivery.of_message(message_id, source, delivery_count, properties, body)
         letter = DeadLetter(
             body=body,
             message_id=delivery.message_id,
@@ -234,6 +238,7 @@ class LinkService:
             delivery_count=delivery_count,
             reason=broker_reason(properties),
             attempt=delivery.attempt,
+            body_digest=delivery.body_digest,
         )
         attempt, outcome = dead_letter_attempt(
             letter,
@@ -255,10 +260,10 @@ class LinkService:
     async def _process(
         self, request: OnboardingRequest, delivery: _Delivery, *, body: bytes | None, started: float
     ) -> Outcome:
-        identity = request.identity
+        request = self._partner_for(request, delivery)
         try:
             view = await self.ledger.view(
-                request.customer_tenant_id, delivery.original_id, identity.client_id
+                request.customer_tenant_id, delivery.chain_id, request.identity.client_id
             )
         except Exception as error:
             return await self._ledger_unavailable(
@@ -272,101 +277,124 @@ class LinkService:
                 extra={"messageId": delivery.message_id, "customerTenantId": request.customer_tenant_id},
             )
             return Outcome(view.receipt.outcome, view.receipt.reason, code="duplicate-delivery")
+        step = _Step(request, delivery, body, started, view)
+        if request.partner_id not in self.settings.allowed_partner_ids:
+            return await self._finish(step, _partner_not_allowed(request.partner_id), None)
+        if self._paused_too_long(delivery):
+            return await self._finish(step, _credential_broken_too_long(delivery, self.policy), None)
+        paused_for = self.breaker.remaining(_credential_key(request))
+        if paused_for and step.can_reschedule(self.sender):
+            return await self._defer(step, paused_for)
+        return await self._link(step)
 
-        can_reschedule = body is not None and self.sender is not None
-        credential_key = (identity.type.value, identity.client_id, identity.key_vault_secret_name or "")
-        paused_for = self.breaker.remaining(credential_key)
-        if paused_for and body is not None and can_reschedule:
-            delay = self.policy.pause_seconds(paused_for)
-            await self._schedule(
-                request.correlation_id,
-                delivery,
-                body,
-                attempt=delivery.attempt,
-                pauses=delivery.pauses + 1,
-                delay=delay,
-            )
-            logger.info(
-                "message %s deferred %.0f s: the partner credential for client %s is broken",
-                delivery.message_id,
-                delay,
-                identity.client_id,
-                extra={"messageId": delivery.message_id, "customerTenantId": request.customer_tenant_id},
-            )
-            return Outcome(
-                OutcomeKind.PARTNER_CREDENTIAL_BROKEN,
-                "deferred: the partner credential is broken",
-                code="deferred",
-            )
+    async def _link(self, step: _Step) -> Outcome:
+        request, delivery = step.request, step.delivery
 
-        outcome = await self.linker.link(request.customer_tenant_id, identity, request.partner_id)
+        async def before_write(intent: WriteIntent) -> None:
+            await self.ledger.record_intent(request.customer_tenant_id, delivery.chain_id, intent)
+            step.view = None  # the ledger changed since it was read: `record` reads it again
+
+        try:
+            outcome = await self.linker.link(
+                request.customer_tenant_id, request.identity, request.partner_id, before_write=before_write
+            )
+        except BeforeWriteFailed as failed:
+            error = failed.__cause__ if isinstance(failed.__cause__, Exception) else failed
+            return await self._ledger_unavailable(
+                error, request.correlation_id, delivery, step.body, retry_scheduled=False
+            )
+        outcome = settle(outcome, step.intent)
         if delivery.source is Source.VERIFY:
             outcome = _as_verification(outcome)
-        next_attempt: tuple[int, int, float] | None = None
-        if outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN:
-            if self.breaker.trip(credential_key, self.policy.credential_pause_seconds):
-                logger.error(
-                    "ALERT partner credential broken: client %s (%s) failed with %s; every tenant "
-                    "using it is paused for %.0f s. %s",
-                    identity.client_id,
-                    identity.type.value,
-                    outcome.code,
-                    self.policy.credential_pause_seconds,
-                    outcome.remediation or "",
-                )
-            pause = self.policy.pause_seconds(self.policy.credential_pause_seconds)
-            next_attempt = (delivery.attempt, delivery.pauses + 1, pause)
-        elif outcome.kind is OutcomeKind.TRANSIENT and can_reschedule:
-            if delivery.attempt >= self.policy.max_attempts:
-                outcome = dataclasses.replace(
-                    outcome,
-                    kind=OutcomeKind.FAILED,
-                    reason=f"gave up after {delivery.attempt} attempts: {outcome.reason}",
-                    remediation="The nightly re-verification will try again; relink by hand to try now.",
-                )
-            else:
-                backoff = self.policy.backoff_seconds(delivery.attempt, outcome.retry_after)
-                next_attempt = (delivery.attempt + 1, 0, backoff)
-        elif outcome.kind is not OutcomeKind.TRANSIENT:
-            self.breaker.reset(credential_key)
+        outcome, next_attempt = self._next_attempt(step, outcome)
+        if outcome.kind in (OutcomeKind.RECLAIMED, OutcomeKind.FOREIGN_PARTNER):
+            _alert_foreign_partner(request, outcome)
+        return await self._finish(step, outcome, next_attempt)
 
-        if not can_reschedule:
-            next_attempt = None
-        decided_at = datetime.now(UTC)
-        next_at = decided_at + timedelta(seconds=next_attempt[2]) if next_attempt else None
-        attempt = Attempt(
-            message_id=delivery.message_id,
-            source=delivery.source.value,
-            customer_tenant_id=request.customer_tenant_id,
-            client_id=identity.client_id,
-            identity_type=identity.type.value,
-            key_vault_secret_name=identity.key_vault_secret_name,
-            partner_id=request.partner_id,
-            customer_name=request.customer_name,
-            correlation_id=request.correlation_id,
-            delivery_count=delivery.delivery_count,
-            duration_ms=_elapsed_ms(started),
-            attempt=delivery.attempt,
-            next_attempt_at=next_at,
-            run_id=delivery.run_id,
-            original_message_id=delivery.original_id,
-            next_attempt=next_attempt[0] if next_attempt else None,
+    def _next_attempt(self, step: _Step, outcome: Outcome) -> tuple[Outcome, NextAttempt | None]:
+        """What the outcome calls for: a retry with backoff, a pause, giving up, or nothing."""
+        delivery, key = step.delivery, _credential_key(step.request)
+        if (
+            outcome.kind is not OutcomeKind.TRANSIENT
+            and outcome.kind is not OutcomeKind.PARTNER_CREDENTIAL_BROKEN
+        ):
+            self.breaker.reset(key)
+        if not step.can_reschedule(self.sender):
+            return outcome, None
+        if outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN:
+            if self.breaker.trip(key, self.policy.credential_pause_seconds):
+                _alert_credential_broken(step.request, outcome, self.policy.credential_pause_seconds)
+            pause = self.policy.pause_seconds(self.policy.credential_pause_seconds)
+            return outcome, NextAttempt(delivery.attempt, delivery.pauses + 1, pause)
+        if outcome.kind is not OutcomeKind.TRANSIENT:
+            return outcome, None
+        if delivery.attempt >= self.policy.max_attempts:
+            return _gave_up(outcome, delivery.attempt), None
+        backoff = self.policy.backoff_seconds(delivery.attempt, outcome.retry_after)
+        return outcome, NextAttempt(delivery.attempt + 1, 0, backoff)
+
+    async def _defer(self, step: _Step, paused_for: float) -> Outcome:
+        """The partner credential is known to be broken: try again after the pause, recorded."""
+        delay = self.policy.pause_seconds(paused_for)
+        logger.info(
+            "message %s deferred %.0f s: the partner credential for client %s is broken",
+            step.delivery.message_id,
+            delay,
+            step.request.identity.client_id,
+            extra={
+                "messageId": step.delivery.message_id,
+                "customerTenantId": step.request.customer_tenant_id,
+            },
         )
+        outcome = Outcome(
+            OutcomeKind.PARTNER_CREDENTIAL_BROKEN,
+            "deferred: the partner credential is broken; tried again after the pause",
+            code="deferred",
+        )
+        return await self._finish(
+            step, outcome, NextAttempt(step.delivery.attempt, step.delivery.pauses + 1, delay)
+        )
+
+    def _paused_too_long(self, delivery: _Delivery) -> bool:
+        return (
+            delivery.pauses * self.policy.credential_pause_seconds
+            >= self.settings.credential_broken_max_seconds
+        )
+
+    def _partner_for(self, request: OnboardingRequest, delivery: _Delivery) -> OnboardingRequest:
+        """A nightly check of a link whose recorded partner ID is not (or no longer) ours checks
+        it against PARTNER_ID: the nightly run repairs, it never confirms a foreign ID."""
+        if delivery.source is Source.VERIFY and request.partner_id not in self.settings.allowed_partner_ids:
+            return dataclasses.replace(
+                request, partner_id=self.settings.partner_id, partner_id_defaulted=True
+            )
+        return request
+
+    async def _finish(self, step: _Step, outcome: Outcome, next_attempt: NextAttempt | None) -> Outcome:
+        """Schedule the next attempt (if any), then record the outcome and log it."""
+        request, delivery = step.request, step.delivery
+        decided_at = datetime.now(UTC)
+        attempt = _attempt(step, decided_at, next_attempt)
         if next_attempt is not None:
             # Scheduled before the outcome is recorded: if we crash in between, the redelivered
             # message schedules the same MessageId again and duplicate detection drops the copy;
             # the other order could record a final outcome whose retry never got sent.
-            number, pauses, delay = next_attempt
-            assert body is not None
+            assert step.body is not None
             await self._schedule(
-                request.correlation_id, delivery, body, attempt=number, pauses=pauses, delay=delay
+                request.correlation_id,
+                delivery,
+                step.body,
+                attempt=next_attempt.number,
+                pauses=next_attempt.pauses,
+                delay=next_attempt.delay,
             )
         try:
-            recorded = await self.ledger.record(attempt, outcome, at=decided_at, view=view)
+            recorded = await self.ledger.record(attempt, outcome, at=decided_at, view=step.view)
         except Exception as error:
-            # The link may already be made: the retry finds it in place and records that, once.
+            # The link may already be made: the retry finds it in place and, from the intent
+            # recorded before the change, records what was changed, once.
             return await self._ledger_unavailable(
-                error, request.correlation_id, delivery, body, retry_scheduled=next_attempt is not None
+                error, request.correlation_id, delivery, step.body, retry_scheduled=next_attempt is not None
             )
         if recorded.duplicate:
             logger.info("message %s was recorded meanwhile by another delivery", delivery.message_id)
@@ -441,9 +469,127 @@ class LinkService:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class NextAttempt:
+    """The copy of a message to schedule: its attempt number, pauses so far and delay in seconds."""
+
+    number: int
+    pauses: int
+    delay: float
+
+
+@dataclasses.dataclass
+class _Step:
+    """One attempt on its way through the service: the request, where it came from, what the
+    ledger said before linking (None once the ledger has changed since)."""
+
+    request: OnboardingRequest
+    delivery: _Delivery
+    body: bytes | None
+    started: float
+    view: LedgerView | None
+    intent: WriteIntent | None = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.intent = self.view.intent if self.view is not None else None
+
+    def can_reschedule(self, sender: QueueSender | None) -> bool:
+        return self.body is not None and sender is not None
+
+
+def _credential_key(request: OnboardingRequest) -> tuple[str, ...]:
+    identity = request.identity
+    return (identity.type.value, identity.client_id, identity.key_vault_secret_name or "")
+
+
+def _attempt(step: _Step, decided_at: datetime, next_attempt: NextAttempt | None) -> Attempt:
+    request, delivery, identity = step.request, step.delivery, step.request.identity
+    return Attempt(
+        message_id=delivery.message_id,
+        source=delivery.source.value,
+        customer_tenant_id=request.customer_tenant_id,
+        client_id=identity.client_id,
+        identity_type=identity.type.value,
+        key_vault_secret_name=identity.key_vault_secret_name,
+        partner_id=request.partner_id,
+        customer_name=request.customer_name,
+        correlation_id=request.correlation_id,
+        delivery_count=delivery.delivery_count,
+        duration_ms=_elapsed_ms(step.started),
+        attempt=delivery.attempt,
+        next_attempt_at=decided_at + timedelta(seconds=next_attempt.delay) if next_attempt else None,
+        run_id=delivery.run_id,
+        original_message_id=delivery.original_id,
+        body_digest=delivery.body_digest,
+        next_attempt=next_attempt.number if next_attempt else None,
+    )
+
+
+def _partner_not_allowed(partner_id: str) -> Outcome:
+    return Outcome(
+        OutcomeKind.REJECTED,
+        f"partner ID {partner_id} is not one of ours (ALLOWED_PARTNER_IDS); nothing was changed",
+        code="partner-id-not-allowed",
+        remediation="Send the message without partnerId (PARTNER_ID is used) or with one of "
+        "ALLOWED_PARTNER_IDS; if the ID is ours, add it to ALLOWED_PARTNER_IDS.",
+    )
+
+
+def _credential_broken_too_long(delivery: _Delivery, policy: RetryPolicy) -> Outcome:
+    waited = delivery.pauses * policy.credential_pause_seconds
+    return Outcome(
+        OutcomeKind.FAILED,
+        f"the partner credential stayed broken for {waited:.0f} s (CREDENTIAL_BROKEN_MAX_SECONDS); "
+        "this message is no longer deferred",
+        code="partner-credential-broken-too-long",
+        remediation="Repair the partner credential (see the ALERT line and the runbook), then relink; "
+        "the nightly re-verification also retries every recorded link.",
+    )
+
+
+def _gave_up(outcome: Outcome, attempts: int) -> Outcome:
+    return dataclasses.replace(
+        outcome,
+        kind=OutcomeKind.FAILED,
+        reason=f"gave up after {attempts} attempts: {outcome.reason}",
+        remediation="The nightly re-verification will try again; relink by hand to try now.",
+    )
+
+
+def _alert_credential_broken(request: OnboardingRequest, outcome: Outcome, pause: float) -> None:
+    identity = request.identity
+    logger.error(
+        "ALERT partner credential broken: client %s (%s) failed with %s; every tenant using it is "
+        "paused for %.0f s. %s",
+        identity.client_id,
+        identity.type.value,
+        outcome.code,
+        pause,
+        outcome.remediation or "",
+    )
+
+
+def _alert_foreign_partner(request: OnboardingRequest, outcome: Outcome) -> None:
+    foreign = outcome.previous_partner_id if outcome.kind is OutcomeKind.RECLAIMED else outcome.partner_id
+    done = (
+        f"moved back to {request.partner_id}"
+        if outcome.kind is OutcomeKind.RECLAIMED
+        else "left as it is (ON_OTHER_PARTNER=keep)"
+    )
+    logger.error(
+        "ALERT foreign partner ID: our identity %s in tenant %s was linked to partner ID %s, which is "
+        "not in ALLOWED_PARTNER_IDS; %s",
+        request.identity.client_id,
+        request.customer_tenant_id,
+        foreign,
+        done,
+        extra={"customerTenantId": request.customer_tenant_id, "outcome": outcome.kind.value},
+    )
+
+
 def is_unavailable(error: BaseException) -> bool:
     """A storage or network outage (worth waiting for), as opposed to a bug or a refused request."""
-    if isinstance(error, ServiceRequestError | ServiceResponseError | OSError):
+    if isinstance(error, ServiceRequestError | ServiceResponseError | OSError | LedgerContention):
         return True
     status = getattr(error, "status_code", None)
     return isinstance(error, HttpResponseError) and (status is None or status >= 500 or status in (408, 429))

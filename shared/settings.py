@@ -30,6 +30,9 @@ class OnOtherPartner(StrEnum):
 @dataclass(frozen=True)
 class Settings:
     partner_id: str
+    allowed_partner_ids: frozenset[str]
+    """Every partner ID of ours (PARTNER_ID and any other location IDs): a message or relink may ask
+    for no other, and a link found on any other is an ALERT."""
     onboarding_queue: str
     verify_queue: str
     on_other_partner: OnOtherPartner
@@ -53,6 +56,8 @@ class Settings:
     retry_base_seconds: float
     retry_max_seconds: float
     credential_pause_seconds: float
+    credential_broken_max_seconds: float
+    """How long messages are deferred for a broken partner credential before they are failed."""
     run_summary_check_seconds: float
     credential_cache_size: int
     host_credential: str
@@ -116,10 +121,25 @@ class _Reader:
             raise SettingsError(f"setting {name} must be true or false")
         return raw == "true"
 
+    def _partner_ids(self, name: str, *, including: str) -> frozenset[str]:
+        """A comma-separated list of partner IDs that must include `including` (its default)."""
+        raw = self._get(name, including)
+        assert raw is not None
+        ids = [part.strip() for part in raw.split(",") if part.strip()]
+        if not ids or not all(is_partner_id(part) for part in ids):
+            raise SettingsError(
+                f"setting {name} must be a comma-separated list of partner IDs (6 to 10 digits)"
+            )
+        if including not in ids:
+            raise SettingsError(f"setting {name} must include PARTNER_ID")
+        return frozenset(ids)
+
     def settings(self) -> Settings:
         partner_id = self._required("PARTNER_ID")
         if not is_partner_id(partner_id):
             raise SettingsError("setting PARTNER_ID must be 6 to 10 digits (the Associated Partner ID)")
+
+        allowed = self._partner_ids("ALLOWED_PARTNER_IDS", including=partner_id)
 
         on_other = self._get("ON_OTHER_PARTNER", OnOtherPartner.UPDATE.value)
         assert on_other is not None
@@ -165,6 +185,7 @@ class _Reader:
         assert authority is not None and arm is not None
         return Settings(
             partner_id=partner_id,
+            allowed_partner_ids=allowed,
             onboarding_queue=queue,
             verify_queue=verify_queue,
             on_other_partner=on_other_partner,
@@ -186,6 +207,9 @@ class _Reader:
             retry_base_seconds=float(self._int("RETRY_BASE_SECONDS", 30, 1, 3600)),
             retry_max_seconds=float(self._int("RETRY_MAX_SECONDS", 3600, 1, 7 * 86400)),
             credential_pause_seconds=float(self._int("CREDENTIAL_BROKEN_PAUSE_SECONDS", 900, 1, 86400)),
+            credential_broken_max_seconds=float(
+                self._int("CREDENTIAL_BROKEN_MAX_SECONDS", 86400, 1, 30 * 86400)
+            ),
             run_summary_check_seconds=float(self._int("RUN_SUMMARY_CHECK_SECONDS", 60, 1, 3600)),
             credential_cache_size=self._int("CREDENTIAL_CACHE_SIZE", 2000, 10, 1_000_000),
             host_credential=self._choice(

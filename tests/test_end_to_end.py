@@ -161,7 +161,9 @@ async def test_broken_partner_credential_alerts_once_pauses_and_recovers(
     await asyncio.sleep(1.0)
     stats = cloud.stats()["tokenRequests"]
     assert stats.get(TAILSPIN, 0) == stats.get(WOODGROVE, 0) == 0
-    assert await history(TAILSPIN) == []
+    # Deferred attempts are in the ledger, as such.
+    (deferral,) = await history(TAILSPIN)
+    assert (deferral["Outcome"], deferral["Code"]) == ("partner-credential-broken", "deferred")
     deferred = {r.args[0] for r in caplog.records if "deferred" in r.msg and isinstance(r.args, tuple)}
     assert {"crm-1", "crm-2"} <= deferred
     alerts = [r for r in caplog.records if r.levelno == logging.ERROR and "ALERT" in r.getMessage()]
@@ -238,6 +240,8 @@ async def test_host_killed_mid_handler_redelivers_and_records_once(
     async with LocalFunctionsHost(settings=bus_env) as restarted:
         events = await wait_for_final(NORTHWIND, "crm-kill")
         await wait_until_idle(broker, restarted)
-    assert [(e["Outcome"], e["DeliveryCount"]) for e in events] == [("already-linked", 2)]
+    # The intent recorded before the PUT tells the redelivery that this message made the link.
+    assert [(e["Outcome"], e["DeliveryCount"]) for e in events] == [("linked", 2)]
+    assert "made by an earlier attempt" in events[0]["Reason"]
     assert len(await history(NORTHWIND)) == 1
     await reset_service()

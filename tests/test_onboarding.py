@@ -8,6 +8,8 @@ import dataclasses
 import json
 from typing import Any
 
+import pytest
+
 from conftest import (
     FABRIKAM,
     FABRIKAM_APP,
@@ -19,6 +21,7 @@ from conftest import (
     PARTNER_ID,
     TAILSPIN,
     WOODGROVE,
+    bound_to,
     onboarding_message,
 )
 from sandbox.cloud import CloudSandbox
@@ -79,36 +82,88 @@ async def test_already_linked_customer_is_left_alone(service: LinkService, cloud
     assert _arm_calls(stats, TAILSPIN, "PUT") == _arm_calls(stats, TAILSPIN, "PATCH") == 0
 
 
-async def test_other_partner_is_updated_and_previous_id_recorded(
-    service: LinkService, cloud: CloudSandbox
+FABRIKAM_SECRET = onboarding_message(
+    FABRIKAM, FABRIKAM_APP, identity_type="secret", secret_name="fabrikam-pal-secret"
+)
+
+
+async def send_with(settings: Settings, body: dict[str, Any], **changes: Any) -> Outcome:
+    """Handle one message with a service built from changed settings."""
+    other = LinkService.from_settings(dataclasses.replace(settings, **changes))
+    try:
+        return await send(other, body)
+    finally:
+        await other.close()
+
+
+async def test_another_of_our_partner_ids_is_updated_quietly(
+    settings: Settings, cloud: CloudSandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     created_before = sandbox_link(cloud, FABRIKAM)["createdTime"]  # type: ignore[index]
-    body = onboarding_message(
-        FABRIKAM, FABRIKAM_APP, identity_type="secret", secret_name="fabrikam-pal-secret"
-    )
-    outcome = await send(service, body)
+    ours = frozenset({PARTNER_ID, OTHER_PARTNER_ID})
+    outcome = await send_with(settings, FABRIKAM_SECRET, allowed_partner_ids=ours)
 
     assert outcome.kind is OutcomeKind.UPDATED
     assert (outcome.previous_partner_id, outcome.partner_id) == (OTHER_PARTNER_ID, PARTNER_ID)
     link = sandbox_link(cloud, FABRIKAM)
     assert link is not None and link["partnerId"] == PARTNER_ID and link["createdTime"] == created_before
+    assert not [r for r in caplog.records if r.getMessage().startswith("ALERT")]
+
+
+async def test_a_foreign_partner_id_is_an_alert_and_is_reclaimed(
+    service: LinkService, cloud: CloudSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    outcome = await send(service, FABRIKAM_SECRET)
+
+    assert outcome.kind is OutcomeKind.RECLAIMED and outcome.kind.is_success
+    assert (outcome.previous_partner_id, outcome.partner_id) == (OTHER_PARTNER_ID, PARTNER_ID)
+    assert sandbox_link(cloud, FABRIKAM)["partnerId"] == PARTNER_ID  # type: ignore[index]
+    (alert,) = [r for r in caplog.records if r.getMessage().startswith("ALERT foreign partner ID")]
+    assert alert.levelname == "ERROR" and OTHER_PARTNER_ID in alert.getMessage()
     state = await only_state(service.ledger, FABRIKAM)
-    assert (state["Outcome"], state["PreviousPartnerId"]) == ("updated", OTHER_PARTNER_ID)
+    assert (state["Outcome"], state["PreviousPartnerId"]) == ("reclaimed", OTHER_PARTNER_ID)
     assert state["KeyVaultSecretName"] == "fabrikam-pal-secret"
+    (event,) = await service.ledger.history(FABRIKAM)
+    assert (event["Outcome"], event["PreviousPartnerId"]) == ("reclaimed", OTHER_PARTNER_ID)
 
 
-async def test_other_partner_is_kept_when_configured(settings: Settings, cloud: CloudSandbox) -> None:
-    keep = LinkService.from_settings(dataclasses.replace(settings, on_other_partner=OnOtherPartner.KEEP))
-    try:
-        body = onboarding_message(
-            FABRIKAM, FABRIKAM_APP, identity_type="secret", secret_name="fabrikam-pal-secret"
-        )
-        outcome = await send(keep, body)
-    finally:
-        await keep.close()
-    assert outcome.kind is OutcomeKind.KEPT_OTHER_PARTNER
+async def test_a_foreign_partner_id_is_an_alert_and_kept_when_configured(
+    settings: Settings, cloud: CloudSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    outcome = await send_with(settings, FABRIKAM_SECRET, on_other_partner=OnOtherPartner.KEEP)
+
+    assert outcome.kind is OutcomeKind.FOREIGN_PARTNER and not outcome.kind.is_success
     assert outcome.partner_id == OTHER_PARTNER_ID and outcome.remediation
     assert sandbox_link(cloud, FABRIKAM)["partnerId"] == OTHER_PARTNER_ID  # type: ignore[index]
+    assert [r.levelname for r in caplog.records if r.getMessage().startswith("ALERT")] == ["ERROR"]
+
+
+async def test_another_of_our_partner_ids_is_kept_when_configured(
+    settings: Settings, cloud: CloudSandbox
+) -> None:
+    ours = frozenset({PARTNER_ID, OTHER_PARTNER_ID})
+    outcome = await send_with(
+        settings, FABRIKAM_SECRET, on_other_partner=OnOtherPartner.KEEP, allowed_partner_ids=ours
+    )
+    assert outcome.kind is OutcomeKind.KEPT_OTHER_PARTNER
+    assert sandbox_link(cloud, FABRIKAM)["partnerId"] == OTHER_PARTNER_ID  # type: ignore[index]
+
+
+async def test_a_partner_id_that_is_not_ours_is_rejected_and_nothing_is_called(
+    service: LinkService, cloud: CloudSandbox
+) -> None:
+    before = sandbox_link(cloud, TAILSPIN)
+    cloud.reset_stats()
+    outcome = await send(service, onboarding_message(TAILSPIN, partnerId=OTHER_PARTNER_ID))
+
+    assert (outcome.kind, outcome.code) == (OutcomeKind.REJECTED, "partner-id-not-allowed")
+    assert OTHER_PARTNER_ID in outcome.reason and "ALLOWED_PARTNER_IDS" in outcome.reason
+    assert sandbox_link(cloud, TAILSPIN) == before
+    stats = cloud.stats()
+    assert stats["armCalls"] == {} and stats["tokenRequests"] == {}
+    assert await service.ledger.link_states(TAILSPIN) == []
+    (event,) = await service.ledger.history(TAILSPIN)
+    assert (event["Outcome"], event["Code"]) == ("rejected", "partner-id-not-allowed")
 
 
 async def test_certificate_identity_is_linked(service: LinkService, cloud: CloudSandbox) -> None:
@@ -152,7 +207,8 @@ async def test_wrong_secret_is_a_broken_partner_credential_and_recovers_after_ro
     service: LinkService, cloud: CloudSandbox
 ) -> None:
     good = cloud.secret_value("fabrikam-pal-secret")
-    cloud.set_secret("fabrikam-pal-secret", "Abc8Q~this-is-not-the-right-secret-value-000")
+    wrong = "Abc8Q~this-is-not-the-right-secret-value-000"
+    cloud.set_secret("fabrikam-pal-secret", wrong, tags=bound_to(FABRIKAM, FABRIKAM_APP))
     body = onboarding_message(
         FABRIKAM, FABRIKAM_APP, identity_type="secret", secret_name="fabrikam-pal-secret"
     )
@@ -160,22 +216,27 @@ async def test_wrong_secret_is_a_broken_partner_credential_and_recovers_after_ro
     assert (broken.kind, broken.code) == (OutcomeKind.PARTNER_CREDENTIAL_BROKEN, "AADSTS7000215")
     assert broken.remediation and "fabrikam-pal-secret" in broken.remediation
 
-    cloud.set_secret("fabrikam-pal-secret", good)  # the partner rotates the secret in Key Vault
+    # The partner rotates the secret in Key Vault (a new version, tagged again).
+    cloud.set_secret("fabrikam-pal-secret", good, tags=bound_to(FABRIKAM, FABRIKAM_APP))
     fixed = await send(service, body, "m-2")
     assert fixed.kind is OutcomeKind.UPDATED
     state = await only_state(service.ledger, FABRIKAM)
     assert (state["Outcome"], state["ConsecutiveFailures"]) == ("updated", 0)
 
 
-async def test_missing_key_vault_secret_is_a_broken_partner_credential(service: LinkService) -> None:
+async def test_missing_key_vault_secret_needs_the_partner_to_create_it(service: LinkService) -> None:
     body = onboarding_message(FABRIKAM, FABRIKAM_APP, identity_type="secret", secret_name="no-such-secret")
     outcome = await send(service, body)
-    assert outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN
-    assert "does not exist" in outcome.reason
+    assert (outcome.kind, outcome.code) == (OutcomeKind.NEEDS_PARTNER_ACTION, "key-vault-secret-missing")
+    assert "does not exist" in outcome.reason and "no-such-secret" in (outcome.remediation or "")
 
 
-async def test_unknown_partner_id_is_invalid(service: LinkService, cloud: CloudSandbox) -> None:
-    outcome = await send(service, onboarding_message(NORTHWIND, partnerId="1111111"))
+async def test_unknown_partner_id_is_invalid(settings: Settings, cloud: CloudSandbox) -> None:
+    # Ours by configuration, but Microsoft does not know it (a typo in ALLOWED_PARTNER_IDS).
+    ours = frozenset({PARTNER_ID, "1111111"})
+    outcome = await send_with(
+        settings, onboarding_message(NORTHWIND, partnerId="1111111"), allowed_partner_ids=ours
+    )
     assert (outcome.kind, outcome.code) == (OutcomeKind.INVALID_PARTNER_ID, "PartnerIdInvalid")
     assert sandbox_link(cloud, NORTHWIND) is None
 
@@ -232,7 +293,7 @@ async def test_put_race_is_answered_by_a_fresh_get(service: LinkService, cloud: 
     assert _arm_calls(cloud.stats(), NORTHWIND, "PUT") == 1
 
 
-async def test_put_answering_200_with_another_partners_link_is_updated(
+async def test_put_answering_200_with_a_foreign_link_is_reclaimed(
     service: LinkService, cloud: CloudSandbox
 ) -> None:
     cloud.set_put_when_linked("ok")
@@ -241,7 +302,7 @@ async def test_put_answering_200_with_another_partners_link_is_updated(
     await asyncio.sleep(0.15)
     await asyncio.to_thread(cloud.set_link, NORTHWIND, NORTHWIND_OID, OTHER_PARTNER_ID)
     outcome = await task
-    assert (outcome.kind, outcome.previous_partner_id) == (OutcomeKind.UPDATED, OTHER_PARTNER_ID)
+    assert (outcome.kind, outcome.previous_partner_id) == (OutcomeKind.RECLAIMED, OTHER_PARTNER_ID)
     assert sandbox_link(cloud, NORTHWIND)["partnerId"] == PARTNER_ID  # type: ignore[index]
 
 

@@ -18,6 +18,13 @@ def test_defaults() -> None:
     assert settings.arm_endpoint == "https://management.azure.com"
     assert settings.ledger_table == "PalLinks"
     assert settings.connection_verify is True
+    assert settings.allowed_partner_ids == {"1234567"}
+    assert settings.credential_broken_max_seconds == 86400
+
+
+def test_allowed_partner_ids_list_every_location_id_of_ours() -> None:
+    settings = Settings.from_env(BASE | {"ALLOWED_PARTNER_IDS": " 1234567, 2345678 ,"})
+    assert settings.allowed_partner_ids == {"1234567", "2345678"}
 
 
 @pytest.mark.parametrize(
@@ -26,6 +33,9 @@ def test_defaults() -> None:
         ({"PARTNER_ID": ""}, "PARTNER_ID"),
         ({"PARTNER_ID": "12ab567"}, "PARTNER_ID"),
         ({"ON_OTHER_PARTNER": "overwrite"}, "ON_OTHER_PARTNER"),
+        ({"ALLOWED_PARTNER_IDS": "2345678"}, "ALLOWED_PARTNER_IDS"),
+        ({"ALLOWED_PARTNER_IDS": "1234567,12ab"}, "ALLOWED_PARTNER_IDS"),
+        ({"CREDENTIAL_BROKEN_MAX_SECONDS": "0"}, "CREDENTIAL_BROKEN_MAX_SECONDS"),
         ({"LedgerStorage": ""}, "LedgerStorage"),
         ({"LedgerStorage__tableServiceUri": "https://x.table.core.windows.net"}, "LedgerStorage"),
         ({"LEDGER_TABLE": "1bad"}, "LEDGER_TABLE"),

@@ -10,6 +10,7 @@
 // default: RETRY_BASE_SECONDS (30 s, doubling)
 // default: RETRY_MAX_SECONDS (1 h)
 // default: CREDENTIAL_BROKEN_PAUSE_SECONDS (15 min)
+// default: CREDENTIAL_BROKEN_MAX_SECONDS (a day of deferrals for a broken partner credential, then failed)
 // default: RUN_SUMMARY_CHECK_SECONDS (the nightly run's summary checks every minute)
 // default: CREDENTIAL_CACHE_SIZE (2000 customer credentials kept per instance, least recently used dropped)
 // default: HOST_CREDENTIAL (managed-identity in Azure; "default" only for a developer's local run)
@@ -37,6 +38,7 @@ param maximumInstanceCount int
 param instanceMemoryMB int = 2048
 
 param partnerId string
+param allowedPartnerIds string
 param onOtherPartner string
 param onboardingQueueName string
 param verifyQueueName string
@@ -131,6 +133,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 
       // The product (shared/settings.py).
       PARTNER_ID: partnerId
+      ALLOWED_PARTNER_IDS: allowedPartnerIds
       ON_OTHER_PARTNER: onOtherPartner
       LedgerStorage__tableServiceUri: ledgerTableServiceUri
       LEDGER_TABLE: ledgerTableName
