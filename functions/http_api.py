@@ -50,3 +50,18 @@ async def get_link(req: func.HttpRequest) -> func.HttpResponse:
         return _reply(method_not_allowed(req.method, ["GET"]))
     api = LinksApi(await get_service())
     return _reply(await api.get_link(req.route_params["customerTenantId"]))
+
+
+@bp.function_name("retire_identity")
+@bp.route(
+    route="links/{customerTenantId}/identities/{clientId}",
+    methods=_ALL_METHODS,
+    auth_level=func.AuthLevel.FUNCTION,
+)
+async def retire_identity(req: func.HttpRequest) -> func.HttpResponse:
+    """DELETE /api/links/{customerTenantId}/identities/{clientId}: retire an identity's record."""
+    if req.method != "DELETE":
+        return _reply(method_not_allowed(req.method, ["DELETE"]))
+    api = LinksApi(await get_service())
+    params = req.route_params
+    return _reply(await api.retire(params["customerTenantId"], params["clientId"], req.get_body()))

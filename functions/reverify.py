@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.reverify import KIND_PROPERTY, RUN_SUMMARY, check_run, start_run
-from shared.service import RUN_ID_PROPERTY, Source, get_service
+from shared.reverify import KIND_PROPERTY, RUN_SUMMARY, handle_summary_check, start_run
+from shared.service import Source, get_service
 
 bp = func.Blueprint()
 
@@ -26,7 +26,7 @@ async def verify_link(message: func.ServiceBusMessage) -> None:
     service = await get_service()
     properties = message.application_properties or {}
     if properties.get(KIND_PROPERTY) == RUN_SUMMARY:
-        await check_run(service, str(properties[RUN_ID_PROPERTY]), int(properties.get("palCheck", 1)))
+        await handle_summary_check(service, properties)
         return
     outcome = await service.handle(
         message.get_body(),

@@ -1,6 +1,6 @@
 """Command line for operators: send onboarding messages (one, or a CSV backfill), work the
-dead-letter queue, and print a customer's admin-consent link. Every message is validated with the
-product's own parser before it is sent."""
+dead-letter queue, print a customer's admin-consent link, and retire an identity's ledger record
+(over the HTTP API). Every message is validated with the product's own parser before it is sent."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -19,7 +19,9 @@ from urllib.parse import urlencode, urlsplit
 
 from shared.identifiers import is_guid
 from shared.message import MessageRejected, parse_onboarding_message
+from shared.retirement import InvalidReason, retirement_reason
 from shared.retry import root_message_id
+from shared.untrusted import message_id_for_records, printable, shown
 
 DEFAULT_QUEUE = "customer-onboarded"
 CSV_COLUMNS = (
@@ -197,9 +199,9 @@ async def dlq_list(client: Any, queue: str, limit: int, out: TextIO) -> int:
         messages = await receiver.peek_messages(max_message_count=limit)
     rows = [
         {
-            "messageId": m.message_id,
-            "reason": m.dead_letter_reason or "-",
-            "description": (m.dead_letter_error_description or "-")[:80],
+            "messageId": message_id_for_records(m.message_id),
+            "reason": shown(m.dead_letter_reason or "-", 80),
+            "description": shown(m.dead_letter_error_description or "-", 80),
             "deliveries": m.delivery_count,
             "enqueued": m.enqueued_time_utc.isoformat(timespec="seconds") if m.enqueued_time_utc else "-",
             "customerTenantId": _safe_tenant(_body(m)),
@@ -216,7 +218,8 @@ async def dlq_replay(client: Any, queue: str, chosen: set[str] | None, out: Text
     from azure.servicebus import ServiceBusMessage, ServiceBusSubQueue
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    replayed: set[str] = set()
+    replayed: set[str] = set()  # the ids each resubmitted message goes by
+    count = 0
     skipped: list[Any] = []
     async with (
         client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver,
@@ -227,26 +230,30 @@ async def dlq_replay(client: Any, queue: str, chosen: set[str] | None, out: Text
             if not messages:
                 break
             for message in messages:
-                if chosen is not None and message.message_id not in chosen:
+                # chosen by the id `dlq list` shows, or by the raw one
+                message_id = message_id_for_records(message.message_id)
+                names = {message_id, message.message_id}
+                if chosen is not None and not names & chosen:
                     skipped.append(message)
                     continue
                 copy = ServiceBusMessage(
                     _body(message),
-                    message_id=f"{root_message_id(message.message_id)}:replay{stamp}",
+                    message_id=f"{root_message_id(message_id)}:replay{stamp}",
                     content_type=message.content_type,
                     correlation_id=message.correlation_id,
-                    application_properties={"palReplayOf": message.message_id},
+                    application_properties={"palReplayOf": message_id},
                 )
                 await sender.send_messages(copy)
                 await receiver.complete_message(message)
-                replayed.add(message.message_id)
-                print(f"replayed {message.message_id}", file=out)
+                replayed |= names
+                count += 1
+                print(f"replayed {message_id}", file=out)
         for message in skipped:
             await receiver.abandon_message(message)
-    print(f"{len(replayed)} message(s) resubmitted to {queue}", file=out)
+    print(f"{count} message(s) resubmitted to {queue}", file=out)
     not_found = sorted((chosen or set()) - replayed)
     for message_id in not_found:
-        print(f"not in the dead-letter queue: {message_id}", file=out)
+        print(f"not in the dead-letter queue: {printable(message_id)}", file=out)
     return 1 if not_found else 0
 
 
@@ -290,6 +297,95 @@ def admin_consent_url(
     if redirect_uri:
         query["redirect_uri"] = _url_argument(redirect_uri, "--redirect-uri", loopback_http=True)
     return f"{authority}/{tenant}/adminconsent?{urlencode(query)}"
+
+
+# --- the operators' HTTP API ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiTarget:
+    """The Function App and a function key; the key goes in a header, never on screen."""
+
+    base_url: str
+    key: str = field(repr=False)
+
+
+def api_target(api_url: str | None) -> ApiTarget:
+    """From --api-url or PAL_API_URL (https; http only for localhost) and PAL_API_KEY.
+
+    The key is read from the environment only: on a command line it would stay in the shell's
+    history and show in the process list.
+    """
+    url = api_url or os.environ.get("PAL_API_URL")
+    if not url:
+        raise UsageError("no API given: use --api-url https://<function app host> or PAL_API_URL")
+    url = _url_argument(url, "--api-url", loopback_http=True)
+    if urlsplit(url).query:
+        raise UsageError("--api-url must not have a query; give the function key in PAL_API_KEY")
+    key = os.environ.get("PAL_API_KEY")
+    if not key:
+        raise UsageError("no function key: set PAL_API_KEY (az functionapp keys list ...)")
+    return ApiTarget(url.rstrip("/").removesuffix("/api"), key)
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: dict[str, Any] | None
+
+
+async def retire_identity(target: ApiTarget, tenant: str, client_id: str, reason: str | None) -> Response:
+    """DELETE /api/links/{tenant}/identities/{clientId}: (status, parsed JSON body or None)."""
+    import aiohttp
+
+    url = f"{target.base_url}/api/links/{tenant}/identities/{client_id}"
+    body = json.dumps({"reason": reason}).encode() if reason is not None else None
+    headers = {"x-functions-key": target.key, "Content-Type": "application/json"}
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session,
+            # no redirects: the key would follow them to wherever they point
+            session.delete(url, data=body, headers=headers, allow_redirects=False) as response,
+        ):
+            return Response(response.status, _json_object(await response.read()))
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise UsageError(f"cannot reach the API ({type(error).__name__})") from None
+
+
+def _json_object(payload: bytes) -> dict[str, Any] | None:
+    try:
+        document = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def report_retired(response: Response, out: TextIO) -> int:
+    """One line, every value from the server escaped; exit code 0 only when retired."""
+    body = response.body or {}
+    if response.status == 200:
+        tenant, client = (printable(body.get(name, "-")) for name in ("customerTenantId", "clientId"))
+        print(f"retired: customerTenantId={tenant} clientId={client}", file=out)
+        return 0
+    if response.status == 401:
+        print("palctl: HTTP 401: the function key (PAL_API_KEY) is missing or wrong", file=out)
+    elif "title" in body:
+        title, detail = printable(body["title"], 100), printable(body.get("detail", ""), 500)
+        print(f"palctl: HTTP {response.status} {title}: {detail}", file=out)
+    else:
+        print(f"palctl: HTTP {response.status}", file=out)
+    return 1
+
+
+async def retire(args: argparse.Namespace, out: TextIO) -> int:
+    tenant = _guid_argument(args.tenant, "--tenant")
+    client_id = _guid_argument(args.client_id, "--client-id")
+    try:
+        reason = None if args.reason is None else retirement_reason(args.reason, name="--reason")
+    except InvalidReason as error:
+        raise UsageError(str(error)) from None
+    target = api_target(args.api_url)
+    return report_retired(await retire_identity(target, tenant, client_id, reason), out)
 
 
 def print_table(rows: Iterable[dict[str, Any]], out: TextIO) -> None:
@@ -348,6 +444,18 @@ def parser() -> argparse.ArgumentParser:
         "--authority", default=PUBLIC_AUTHORITY, help="Entra ID sign-in endpoint (sovereign clouds)"
     )
 
+    retiring = commands.add_parser(
+        "retire",
+        help="retire an identity's ledger record (over the HTTP API)",
+        description="Remove an identity's link state from the ledger, with a history event saying why "
+        "(the history is kept); the nightly re-verification and a body-less relink no longer see it. "
+        "Nothing changes in the customer's tenant. The function key is read from PAL_API_KEY.",
+    )
+    retiring.add_argument("--tenant", required=True, help="customer tenant ID")
+    retiring.add_argument("--client-id", required=True, help="client ID of the identity to retire")
+    retiring.add_argument("--reason", help="why, kept in the history (1-256 printable characters)")
+    retiring.add_argument("--api-url", help="the Function App's URL (default: PAL_API_URL)")
+
     dlq = commands.add_parser("dlq", help="the dead-letter queue").add_subparsers(
         dest="dlq_command", required=True
     )
@@ -361,6 +469,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.command == "retire":
+        return await retire(args, out)
     if args.command == "consent-url":
         print(
             admin_consent_url(args.tenant, args.client_id, args.redirect_uri, authority=args.authority),

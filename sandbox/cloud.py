@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from jwt.types import Options
 
-from .scenario import EXCHANGE_AUDIENCE, FaultRule, PutWhenLinked, Scenario, load_scenario
+from .scenario import EXCHANGE_AUDIENCE, FaultRule, PutWhenLinked, Scenario, load_scenario, parse_tags
 from .tls import make_tls
 
 logger = logging.getLogger(__name__)
@@ -190,6 +190,7 @@ class _Request:
     headers: Message
     body: bytes
     delay_ms: float = 0.0  # injected latency: the reply is held back this long
+    ignore_write: bool = False  # injected: a PUT or PATCH answers 200 with the link as it was
 
     def header(self, name: str) -> str:
         return str(self.headers.get(name) or "")
@@ -250,10 +251,13 @@ class _Link:
 
 @dataclass
 class _SecretVersion:
-    version: str
     value: str
-    content_type: str | None
-    created: int
+    content_type: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)  # per version, as in Azure
+    enabled: bool = True
+    expires: int | None = None  # epoch seconds (the `exp` attribute); Key Vault still serves it after
+    version: str = ""  # both set when stored
+    created: int = 0
 
 
 @dataclass
@@ -371,12 +375,13 @@ class CloudSandbox:
             for name in app.secrets:
                 value = _client_secret()
                 self._app_secrets[app.client_id].append(value)
-                self._store_secret(name, value, None)
+                self._store_secret(name, _SecretVersion(value, tags=dict(app.tags.get(name, {}))))
             for name in app.certificates:
                 pem, cert = self_signed_pem(app.display_name)
                 for algorithm in (hashes.SHA1(), hashes.SHA256()):  # x5t and x5t#S256
                     self._app_certs[app.client_id][_b64url(cert.fingerprint(algorithm))] = cert
-                self._store_secret(name, pem, "application/x-pem-file")
+                tags = dict(app.tags.get(name, {}))
+                self._store_secret(name, _SecretVersion(pem, "application/x-pem-file", tags))
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -511,10 +516,24 @@ class CloudSandbox:
         with self._lock:
             self._put_when_linked = mode
 
-    def set_secret(self, name: str, value: str, content_type: str | None = None) -> str:
-        """Store a new version of a Key Vault secret (content type kept unless given); returns the version."""
+    def set_secret(
+        self,
+        name: str,
+        value: str,
+        content_type: str | None = None,
+        *,
+        tags: dict[str, str] | None = None,
+        enabled: bool = True,
+        expires: int | None = None,
+    ) -> str:
+        """Store a new version of a Key Vault secret; returns the version.
+
+        The content type is kept unless given; tags, like Azure's, belong to the version: a new
+        version without them has none.
+        """
+        stored = _SecretVersion(value, content_type, dict(tags or {}), enabled, expires)
         with self._lock:
-            return self._store_secret(name, value, content_type)
+            return self._store_secret(name, stored)
 
     def secret_value(self, name: str) -> str:
         with self._lock:
@@ -595,13 +614,14 @@ class CloudSandbox:
             raise ValueError(f"no service principal for app {client_id} in tenant {tenant_id}")
         return principal
 
-    def _store_secret(self, name: str, value: str, content_type: str | None) -> str:  # lock held
+    def _store_secret(self, name: str, stored: _SecretVersion) -> str:  # lock held
+        """Append `stored` as the newest version, with a fresh version ID and creation time."""
         versions = self._secrets.setdefault(name, [])
-        if content_type is None and versions:
-            content_type = versions[-1].content_type
-        version = uuid.uuid4().hex
-        versions.append(_SecretVersion(version, value, content_type, int(time.time())))
-        return version
+        if stored.content_type is None and versions:
+            stored.content_type = versions[-1].content_type
+        stored.version, stored.created = uuid.uuid4().hex, int(time.time())
+        versions.append(stored)
+        return stored.version
 
     def _new_link(self, tenant_id: str, object_id: str, partner_id: str) -> _Link:  # lock held
         now = _now_iso()
@@ -654,6 +674,9 @@ class CloudSandbox:
         delay_ms, rule = self._take_faults(tenant_id, target)
         request.delay_ms += delay_ms
         if rule is None:
+            return None
+        if rule.kind == "ignore-write":
+            request.ignore_write = True
             return None
         if rule.kind == "drop":
             return _Reply(0, drop=True)
@@ -1131,17 +1154,31 @@ class CloudSandbox:
                 "this secret you may be able to recover it using the correct recovery command. For help "
                 "resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182",
             )
+        if not found.enabled:
+            return _json(
+                403,
+                {
+                    "error": {
+                        "code": "Forbidden",
+                        "message": "Operation get is not allowed on a disabled secret.",
+                        "innererror": {"code": "SecretDisabled"},
+                    }
+                },
+            )
+        attributes: dict[str, Any] = {
+            "enabled": True,
+            "created": found.created,
+            "updated": found.created,
+            "recoveryLevel": "Recoverable+Purgeable",
+            "recoverableDays": 90,
+        }
+        if found.expires is not None:
+            attributes["exp"] = found.expires
         body: dict[str, Any] = {
             "value": found.value,
             "id": f"{self.base_url}/secrets/{name}/{found.version}",
-            "attributes": {
-                "enabled": True,
-                "created": found.created,
-                "updated": found.created,
-                "recoveryLevel": "Recoverable+Purgeable",
-                "recoverableDays": 90,
-            },
-            "tags": {},
+            "attributes": attributes,
+            "tags": dict(found.tags),
         }
         if found.content_type:
             body["contentType"] = found.content_type
@@ -1269,6 +1306,8 @@ class CloudSandbox:
                 if active is None or active.partner_id != partner_id:
                     return _arm_error(*not_linked)
                 return _json(200, active.resource())
+            if request.method in ("PUT", "PATCH") and request.ignore_write and active is not None:
+                return _json(200, active.resource())
             if request.method == "PUT":
                 if not known:
                     return _arm_error(*invalid)
@@ -1323,8 +1362,14 @@ class CloudSandbox:
             if method == "PUT" and len(route) == 2 and route[0] == "secrets":
                 body = request.json()
                 content_type = body.get("contentType")
+                expires = body.get("expires")
                 version = self.set_secret(
-                    route[1], str(body["value"]), str(content_type) if content_type else None
+                    route[1],
+                    str(body["value"]),
+                    str(content_type) if content_type else None,
+                    tags=parse_tags(body.get("tags", {}), "tags"),
+                    enabled=bool(body.get("enabled", True)),
+                    expires=int(expires) if expires is not None else None,
                 )
                 return _json(200, {"name": route[1], "version": version})  # never the value
             if method == "PUT" and len(route) == 2 and route[0] == "tenants":

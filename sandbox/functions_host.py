@@ -30,6 +30,8 @@ from aiohttp import web
 from azure.functions.servicebus import ServiceBusMessage as HostServiceBusMessage
 from azure.functions.timer import TimerRequest
 
+from shared.untrusted import message_id_for_records, printable
+
 logger = logging.getLogger("sandbox.host")
 ROOT = Path(__file__).resolve().parents[1]
 _SETTING = re.compile(r"%([^%]+)%")
@@ -336,7 +338,11 @@ class LocalFunctionsHost:
         try:
             await receiver.complete_message(message)
         except Exception as error:  # the lock was lost: Service Bus will deliver it again
-            logger.warning("complete of %s failed (%s): it will be redelivered", message.message_id, error)
+            logger.warning(
+                "complete of %s failed (%s): it will be redelivered",
+                message_id_for_records(message.message_id),
+                printable(error),
+            )
 
     # --- timers --------------------------------------------------------------------------------
 

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 FaultTarget = Literal["token", "arm", "keyvault", "any"]
-FaultKind = Literal["latency", "status", "drop", "aadsts"]
+FaultKind = Literal["latency", "status", "drop", "aadsts", "ignore-write"]
 PutWhenLinked = Literal["conflict", "ok"]
 EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 _SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")  # what Key Vault accepts as a secret name
+_MAX_TAGS = 15  # Key Vault's limit per secret
 
 
 class _Fields:
@@ -58,13 +59,28 @@ class _Fields:
             raise ValueError(f"{self.at(key)}: expected a list")
         return [(f"{self.at(key)}[{index}]", item) for index, item in enumerate(value)]
 
-    def names(self, key: str) -> tuple[str, ...]:
-        names = []
+    def secrets(self, key: str) -> list[tuple[str, dict[str, str]]]:
+        """Key Vault secrets, each a name or {"name": ..., "tags": {...}}: (name, tags) pairs."""
+        secrets = []
         for path, item in self.items(key):
-            if not isinstance(item, str) or not _SECRET_NAME.match(item):
-                raise ValueError(f"{path}: expected a Key Vault secret name (1-127 letters, digits, dashes)")
-            names.append(item)
-        return tuple(names)
+            entry = _Fields(item, path, ("name", "tags")) if isinstance(item, dict) else None
+            name = entry.value.get("name") if entry else item
+            if not isinstance(name, str) or not _SECRET_NAME.match(name):
+                where = entry.at("name") if entry else path
+                raise ValueError(f"{where}: expected a Key Vault secret name (1-127 letters, digits, dashes)")
+            secrets.append((name, parse_tags(entry.value.get("tags", {}), entry.at("tags")) if entry else {}))
+        return secrets
+
+
+def parse_tags(value: object, path: str) -> dict[str, str]:
+    """Key Vault tags as Azure takes them: at most 15, each a non-empty name and a string value."""
+    if not (
+        isinstance(value, dict)
+        and len(value) <= _MAX_TAGS
+        and all(isinstance(name, str) and name and isinstance(tag, str) for name, tag in value.items())
+    ):
+        raise ValueError(f"{path}: expected an object of at most {_MAX_TAGS} tag names and string values")
+    return dict(value)
 
 
 _FAULT_KEYS = ("target", "kind", "latencyMs", "status", "retryAfter", "aadsts", "count", "probability")
@@ -78,7 +94,8 @@ class FaultRule:
     windows); other faults still apply. status: that HTTP status with the target's error body and
     Retry-After when `retry_after` is set. drop: the connection closes with no reply; aiohttp resends
     an idempotent request (GET/PUT/DELETE) once by itself, so use count=2 or None to make the caller
-    see it. aadsts: Entra's answer for that code (target "token" only).
+    see it. aadsts: Entra's answer for that code (target "token" only). ignore-write: an ARM PUT or
+    PATCH of a link that exists is answered 200 with the link as it was, unchanged (target "arm").
     """
 
     target: FaultTarget
@@ -110,6 +127,8 @@ class FaultRule:
             raise ValueError("aadsts: expected an AADSTS error code, such as 700016")
         if self.kind == "aadsts" and self.target != "token":
             raise ValueError("target: an aadsts fault needs target 'token'")
+        if self.kind == "ignore-write" and self.target != "arm":
+            raise ValueError("target: an ignore-write fault needs target 'arm'")
         if self.retry_after is not None and not (whole(self.retry_after) and self.retry_after >= 0):
             raise ValueError("retryAfter: expected whole seconds (0 or more)")
         if self.count is not None and not (whole(self.count) and self.count >= 1):
@@ -169,6 +188,8 @@ class App:
     federated_credentials: tuple[FederatedCredential, ...] = ()
     secrets: tuple[str, ...] = ()  # Key Vault secret names: a client secret is generated into each
     certificates: tuple[str, ...] = ()  # Key Vault secret names: a PEM key + certificate into each
+    tags: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Key Vault tags of those secrets, by name (customerTenantId and clientId bind one to a customer)."""
 
 
 @dataclass(frozen=True)
@@ -293,12 +314,14 @@ def _app(path: str, item: object) -> App:
                 trust.text("issuer"), trust.text("subject"), trust.text("audience", EXCHANGE_AUDIENCE)
             )
         )
+    secrets, certificates = fields.secrets("secrets"), fields.secrets("certificates")
     return App(
         client_id=fields.guid("clientId"),
         display_name=fields.text("displayName"),
         federated_credentials=tuple(credentials),
-        secrets=fields.names("secrets"),
-        certificates=fields.names("certificates"),
+        secrets=tuple(name for name, _ in secrets),
+        certificates=tuple(name for name, _ in certificates),
+        tags=dict(secrets + certificates),
     )
 
 

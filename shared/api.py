@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec
 
 from .identifiers import is_guid, printable_name
 from .message import (
@@ -21,15 +23,22 @@ from .message import (
     MessageRejected,
     RejectionReason,
     find_credentials,
+    json_text,
     loads_strict,
     parse_onboarding_message,
 )
 from .outcomes import OutcomeKind
-from .service import LinkService
+from .retirement import DEFAULT_REASON, InvalidReason, retirement_reason
+from .service import LinkService, is_unavailable
+
+logger = logging.getLogger(__name__)
+_P = ParamSpec("_P")
 
 MAX_BODY_BYTES = 16 * 1024
 _PROBLEM_BASE = "https://pal-autopilot.example/problems/"
 _RELINK_FIELDS = {"identity", "partnerId"}
+_RETIRE_FIELDS = {"reason"}
+STORAGE_RETRY_AFTER_SECONDS = 10
 _LIST_PARAMETERS = {"outcome", "top", "continuationToken"}
 
 # Ledger columns shown for a link, in API names.
@@ -98,6 +107,35 @@ def method_not_allowed(method: str, allowed: list[str]) -> ApiResponse:
     return response
 
 
+def storage_unavailable() -> ApiResponse:
+    """503 with Retry-After: Table Storage cannot be reached; nothing was changed."""
+    response = problem(
+        503,
+        "storage-unavailable",
+        "Try again later",
+        "the ledger (Table Storage) is unavailable; try again later",
+        retryAfterSeconds=STORAGE_RETRY_AFTER_SECONDS,
+    )
+    response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER_SECONDS)
+    return response
+
+
+def _answers_outages(call: Callable[_P, Awaitable[ApiResponse]]) -> Callable[_P, Awaitable[ApiResponse]]:
+    """A storage outage is answered 503 with Retry-After; anything else is a bug and raises."""
+
+    @functools.wraps(call)
+    async def answer(*args: _P.args, **kwargs: _P.kwargs) -> ApiResponse:
+        try:
+            return await call(*args, **kwargs)
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            logger.warning("HTTP API: the ledger is unavailable (%s); answered 503", type(error).__name__)
+            return storage_unavailable()
+
+    return answer
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -106,6 +144,41 @@ def _json_default(value: Any) -> Any:
 
 def _project(entity: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, Any]:
     return {name: entity[column] for column, name in fields.items() if entity.get(column) is not None}
+
+
+def _read_object(body: bytes, allowed: set[str]) -> dict[str, Any] | ApiResponse:
+    """An optional JSON object body ({} when empty), or the problem with it; same text rule as the
+    queue (shared.message.json_text), credentials refused and never echoed."""
+    if len(body) > MAX_BODY_BYTES:
+        return problem(
+            413, "body-too-large", "Request body too large", f"the body may be at most {MAX_BODY_BYTES} bytes"
+        )
+    try:
+        text = json_text(body, what="body")
+        document = loads_strict(text) if text.strip() else {}
+    except MessageRejected as rejection:
+        return problem(400, "invalid-body", "Invalid request body", "; ".join(rejection.details))
+    except DuplicateKeyError as err:
+        return problem(400, "invalid-body", "Invalid request body", str(err))
+    except (ValueError, RecursionError):
+        return problem(400, "invalid-body", "Invalid request body", "body: not JSON, or nested too deeply")
+    if not isinstance(document, dict):
+        return problem(400, "invalid-body", "Invalid request body", "body: must be a JSON object")
+    credentials = find_credentials(document)
+    if credentials:
+        details = [
+            f"{path}: looks like a credential; send a Key Vault secret name instead" for path in credentials
+        ]
+        return problem(400, "secret-in-request", "Invalid request body", "; ".join(details), errors=details)
+    unknown = sorted(set(document) - allowed)
+    if unknown:
+        return problem(
+            400,
+            "invalid-body",
+            "Invalid request body",
+            f"{_names(unknown)}: unknown field (allowed: {', '.join(sorted(allowed))})",
+        )
+    return document
 
 
 def _bad_tenant(customer_tenant_id: str) -> ApiResponse | None:
@@ -123,44 +196,14 @@ class LinksApi:
     def __init__(self, service: LinkService) -> None:
         self._service = service
 
+    @_answers_outages
     async def relink(self, customer_tenant_id: str, body: bytes) -> ApiResponse:
         if (bad := _bad_tenant(customer_tenant_id)) is not None:
             return bad
         tenant = customer_tenant_id.lower()
-        if len(body) > MAX_BODY_BYTES:
-            return problem(
-                413,
-                "body-too-large",
-                "Request body too large",
-                f"the body may be at most {MAX_BODY_BYTES} bytes",
-            )
-        try:
-            document = loads_strict(body) if body.strip() else {}
-        except DuplicateKeyError as err:
-            return problem(400, "invalid-body", "Invalid request body", str(err))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            return problem(
-                400, "invalid-body", "Invalid request body", "body: not JSON, or nested too deeply"
-            )
-        if not isinstance(document, dict):
-            return problem(400, "invalid-body", "Invalid request body", "body: must be a JSON object")
-        credentials = find_credentials(document)
-        if credentials:
-            details = [
-                f"{path}: looks like a credential; send a Key Vault secret name instead"
-                for path in credentials
-            ]
-            return problem(
-                400, "secret-in-request", "Invalid request body", "; ".join(details), errors=details
-            )
-        unknown = sorted(set(document) - _RELINK_FIELDS)
-        if unknown:
-            return problem(
-                400,
-                "invalid-body",
-                "Invalid request body",
-                f"{_names(unknown)}: unknown field (allowed: identity, partnerId)",
-            )
+        document = _read_object(body, _RELINK_FIELDS)
+        if isinstance(document, ApiResponse):
+            return document
 
         message: dict[str, Any] = {"schemaVersion": 1, "customerTenantId": tenant, **document}
         if "identity" not in document:
@@ -228,8 +271,11 @@ class LinksApi:
             )
             response.headers["Retry-After"] = str(retry_after)
             return response
+        if outcome.kind is OutcomeKind.REJECTED:  # a partner ID that is not ours: nothing was called
+            return problem(403, outcome.code or "rejected", "Not allowed", outcome.reason, **result)
         return ApiResponse(200, result)
 
+    @_answers_outages
     async def list_links(self, parameters: Mapping[str, str]) -> ApiResponse:
         unknown = sorted(set(parameters) - _LIST_PARAMETERS)
         if unknown:
@@ -266,6 +312,7 @@ class LinksApi:
             },
         )
 
+    @_answers_outages
     async def get_link(self, customer_tenant_id: str) -> ApiResponse:
         if (bad := _bad_tenant(customer_tenant_id)) is not None:
             return bad
@@ -283,6 +330,38 @@ class LinksApi:
                 "links": [_project(state, _LINK_FIELDS) for state in states],
                 "history": [_project(event, _EVENT_FIELDS) for event in history],
             },
+        )
+
+    @_answers_outages
+    async def retire(self, customer_tenant_id: str, client_id: str, body: bytes) -> ApiResponse:
+        """Retire an identity's record (a phantom from a wrong client ID, or one no longer used)."""
+        if (bad := _bad_tenant(customer_tenant_id)) is not None:
+            return bad
+        if not is_guid(client_id):
+            return problem(
+                400,
+                "invalid-client-id",
+                "Invalid client ID",
+                "clientId: must be a GUID (the application (client) ID)",
+            )
+        document = _read_object(body, _RETIRE_FIELDS)
+        if isinstance(document, ApiResponse):
+            return document
+        try:
+            reason = retirement_reason(document.get("reason", DEFAULT_REASON))
+        except InvalidReason as err:
+            return problem(400, "invalid-body", "Invalid request body", str(err))
+        tenant, client = customer_tenant_id.lower(), client_id.lower()
+        if not await self._service.ledger.retire(tenant, client, reason):
+            return problem(
+                404,
+                "unknown-identity",
+                "Unknown identity",
+                "no identity with this client ID is recorded for this tenant",
+            )
+        logger.info("identity %s of tenant %s retired by an operator; its history is kept", client, tenant)
+        return ApiResponse(
+            200, {"customerTenantId": tenant, "clientId": client, "outcome": OutcomeKind.RETIRED.value}
         )
 
 

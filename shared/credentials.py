@@ -13,11 +13,21 @@ from typing import Any
 
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
 from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.pipeline.transport import AioHttpTransport
 
 from .errors import KeyVaultNotConfigured
 from .message import Identity, IdentityType
 from .settings import Settings
+from .vault_secret import (
+    CertificateNotPem,
+    SecretDisabled,
+    SecretMissing,
+    SecretUse,
+    check_attributes,
+    check_binding,
+    check_value,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +80,10 @@ CredentialKey = tuple[str, str, IdentityType, str | None]
 class CredentialCache:
     """Builds credentials for (customer tenant, identity) on first use and keeps them.
 
-    Key Vault errors propagate to the caller (the linker classifies them); a credential whose
-    secret turned out to be wrong can be dropped with `forget` so the next attempt reads Key Vault
-    again.
+    Key Vault errors propagate to the caller (the linker classifies them), and so does a secret that
+    is not bound to the customer or not usable for the identity (`shared/vault_secret.py`); a
+    credential whose secret turned out to be wrong can be dropped with `forget` so the next attempt
+    reads Key Vault again.
     """
 
     def __init__(
@@ -160,19 +171,34 @@ class CredentialCache:
                 **self._client_kwargs(),
             )
         assert identity.key_vault_secret_name is not None
-        value = await self.read_secret(identity.key_vault_secret_name)
+        use = SecretUse(identity.key_vault_secret_name, tenant_id, identity.client_id, identity.type)
+        value = await self.read_secret(use)
         if identity.type is IdentityType.SECRET:
             from azure.identity.aio import ClientSecretCredential
 
             return ClientSecretCredential(tenant_id, identity.client_id, value, **self._client_kwargs())
         from azure.identity.aio import CertificateCredential
 
-        return CertificateCredential(
-            tenant_id, identity.client_id, certificate_data=value.encode("utf-8"), **self._client_kwargs()
-        )
+        try:
+            return CertificateCredential(
+                tenant_id, identity.client_id, certificate_data=value.encode("utf-8"), **self._client_kwargs()
+            )
+        except (ValueError, TypeError):
+            # read_secret checked the PEM; anything azure-identity still cannot load is the PEM's too.
+            raise CertificateNotPem(use, "azure-identity could not load it") from None
 
-    async def read_secret(self, name: str) -> str:
-        """A secret's value from Key Vault; the value goes only into a credential, nowhere else."""
+    async def read_secret(self, use: SecretUse) -> str:
+        """The secret's value, once its tags bind it to this customer and app and it fits the identity.
+
+        The tags are checked before the value is used. The value goes only into a credential,
+        nowhere else: no exception raised here carries it.
+        """
+        secret = await self._get_secret(use)
+        check_binding(use, secret.properties.tags)
+        check_attributes(use, enabled=secret.properties.enabled, expires_on=secret.properties.expires_on)
+        return check_value(use, secret.value)
+
+    async def _get_secret(self, use: SecretUse) -> Any:
         if self._settings.key_vault_url is None:
             raise KeyVaultNotConfigured("KEY_VAULT_URL is not set")
         if self._secret_client is None:
@@ -185,10 +211,15 @@ class CredentialCache:
                 retry_total=self._settings.sdk_retry_total,
                 verify_challenge_resource=self._settings.key_vault_verify_challenge_resource,
             )
-        secret = await self._secret_client.get_secret(name)
-        if not secret.value:
-            raise KeyVaultNotConfigured(f"Key Vault secret {name} is empty")
-        return str(secret.value)
+        try:
+            return await self._secret_client.get_secret(use.name)
+        except ResourceNotFoundError:
+            raise SecretMissing(use) from None
+        except HttpResponseError as error:
+            inner = getattr(getattr(error, "error", None), "innererror", None) or {}
+            if inner.get("code") == "SecretDisabled":  # Key Vault's 403 for a disabled version
+                raise SecretDisabled(use) from None
+            raise
 
     async def close(self) -> None:
         entries, self._entries = list(self._entries.values()), OrderedDict()

@@ -76,20 +76,5 @@ def dead_letter_attempt(
             letter.body, default_partner_id=default_partner_id, max_bytes=max_bytes
         )
     except MessageRejected as rejection:
-        return _replace(base, customer_tenant_id=rejection.customer_tenant_id), outcome
-    identity = request.identity
-    attempt = _replace(
-        base,
-        customer_tenant_id=request.customer_tenant_id,
-        client_id=identity.client_id,
-        identity_type=identity.type.value,
-        key_vault_secret_name=identity.key_vault_secret_name,
-        partner_id=request.partner_id,
-        customer_name=request.customer_name,
-        correlation_id=request.correlation_id,
-    )
-    return attempt, outcome
-
-
-def _replace(attempt: Attempt, **changes: Any) -> Attempt:
-    return dataclasses.replace(attempt, **changes)
+        return dataclasses.replace(base, customer_tenant_id=rejection.customer_tenant_id), outcome
+    return base.about(request), outcome

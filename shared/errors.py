@@ -16,18 +16,30 @@ from enum import StrEnum
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
-    ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
 
+from .message import IdentityType
 from .outcomes import Outcome, OutcomeKind
+from .vault_secret import (
+    CLIENT_TAG,
+    TENANT_TAG,
+    CertificateNotPem,
+    SecretDisabled,
+    SecretEmpty,
+    SecretExpired,
+    SecretIsPem,
+    SecretMissing,
+    SecretNotBound,
+    UnusableSecret,
+)
 
 _AADSTS = re.compile(r"AADSTS(\d{5,7})")
 
 
 class KeyVaultNotConfigured(RuntimeError):
-    """A secret or certificate identity needs Key Vault, but none is configured or the secret is empty."""
+    """A secret or certificate identity needs Key Vault, but KEY_VAULT_URL is not set."""
 
 
 class Stage(StrEnum):
@@ -103,6 +115,64 @@ _AADSTS_CODES: dict[int, tuple[OutcomeKind, str, str | None]] = {
     700024: (OutcomeKind.TRANSIENT, "the client assertion is outside its valid time range", None),
 }
 
+_TAGGED = f"tagged {TENANT_TAG}={{tenant_id}} {CLIENT_TAG}={{client_id}}"
+# UnusableSecret code -> (kind, reason, remediation); a secret's name, GUIDs and our words only.
+_UNUSABLE_SECRETS: dict[str, tuple[OutcomeKind, str, str]] = {
+    SecretNotBound.code: (
+        OutcomeKind.REJECTED,
+        "Key Vault secret {secret_name} is not bound to customer tenant {tenant_id} and client ID "
+        "{client_id} ({detail}); it was not used",
+        "If Key Vault secret {secret_name} is meant for this customer, set its tags "
+        f"{TENANT_TAG}={{tenant_id}} (or * for a multi-tenant app's secret shared by every customer) and "
+        f"{CLIENT_TAG}={{client_id}} (az keyvault secret set-attributes --vault-name <vault> --name "
+        f"{{secret_name}} --tags {TENANT_TAG}={{tenant_id}} {CLIENT_TAG}={{client_id}}), then relink; "
+        "otherwise correct the secret name in the CRM record.",
+    ),
+    SecretMissing.code: (
+        OutcomeKind.NEEDS_PARTNER_ACTION,
+        "Key Vault secret {secret_name} does not exist",
+        "Create Key Vault secret {secret_name} holding {holding}, " + _TAGGED + ", or correct the secret "
+        "name in the CRM record; then relink.",
+    ),
+    SecretEmpty.code: (
+        OutcomeKind.NEEDS_PARTNER_ACTION,
+        "Key Vault secret {secret_name} is empty",
+        "Store {holding} as a new version of Key Vault secret {secret_name}, " + _TAGGED + " (tags belong "
+        "to a version), then relink.",
+    ),
+    SecretDisabled.code: (
+        OutcomeKind.NEEDS_PARTNER_ACTION,
+        "Key Vault secret {secret_name} is disabled",
+        "Enable Key Vault secret {secret_name} (az keyvault secret set-attributes --enabled true) or store "
+        "a new version holding {holding}, " + _TAGGED + "; then relink.",
+    ),
+    SecretExpired.code: (
+        OutcomeKind.NEEDS_PARTNER_ACTION,
+        "Key Vault secret {secret_name} has expired ({detail})",
+        "Store a current credential, {holding}, as a new version of Key Vault secret {secret_name} with a "
+        "later expiry, " + _TAGGED + "; then relink.",
+    ),
+    CertificateNotPem.code: (
+        OutcomeKind.NEEDS_PARTNER_ACTION,
+        "Key Vault secret {secret_name} is not a usable certificate: {detail}",
+        "Store the app's certificate in Key Vault secret {secret_name} as PEM (content type "
+        "application/x-pem-file): the unencrypted RSA private key followed by its certificate, "
+        + _TAGGED
+        + "; then relink.",
+    ),
+    SecretIsPem.code: (
+        OutcomeKind.NEEDS_PARTNER_ACTION,
+        "Key Vault secret {secret_name} holds a PEM key or certificate where a client secret belongs; "
+        "it was not sent",
+        "Put the app's client secret value into Key Vault secret {secret_name}, " + _TAGGED + ", or send "
+        "this customer with identity type certificate; then relink.",
+    ),
+}
+_HOLDING = {
+    IdentityType.SECRET: "the app's client secret value",
+    IdentityType.CERTIFICATE: "the app's PEM private key and certificate",
+}
+
 _ARM_FORBIDDEN = (
     "Ask the customer's administrator why the partner's service principal (client ID {client_id}) "
     "may not call Azure Resource Manager (a policy or a deny assignment), then relink."
@@ -163,6 +233,8 @@ def classify_error(
 ) -> Outcome:
     """Map an exception raised while linking to the outcome it means."""
     names = {"client_id": client_id, "secret_name": secret_name or "(none: federated identity)"}
+    if isinstance(error, UnusableSecret):
+        return _unusable_secret(error)
 
     if isinstance(error, ServiceRequestError | ServiceResponseError | asyncio.TimeoutError | OSError):
         return transient(f"{stage.value}: network error ({type(error).__name__})", code="network")
@@ -187,20 +259,23 @@ def classify_error(
         )
 
     if stage is Stage.KEY_VAULT:
+        # Our side (the vault's setting, the Function App's role): every tenant using Key Vault.
         if isinstance(error, KeyVaultNotConfigured):
-            reason = "Key Vault is not configured or the secret is empty"
-            remediation = "Set KEY_VAULT_URL and store the credential in Key Vault secret {secret_name}."
-        elif isinstance(error, ResourceNotFoundError):
-            reason, remediation = (
-                "the Key Vault secret does not exist",
-                "Create Key Vault secret {secret_name}.",
+            reason = "Key Vault is not configured (KEY_VAULT_URL is not set)"
+            remediation = "Set KEY_VAULT_URL to the vault of the customers' secrets (azd provision does)."
+        elif status in (401, 403):
+            reason = f"the Function App may not read Key Vault secrets (HTTP {status})"
+            remediation = (
+                "Grant the Function App's managed identity the Key Vault Secrets User role on the vault "
+                "(azd provision restores it)."
             )
         else:
-            reason = "the Function App cannot read the Key Vault secret"
-            remediation = "Grant the Function App's identity the Key Vault Secrets User role on the vault."
+            failure = f"HTTP {status}" if status else type(error).__name__
+            reason = f"could not read Key Vault secret {{secret_name}} ({failure})"
+            remediation = "Check KEY_VAULT_URL and the vault; see the operations runbook."
         return Outcome(
             OutcomeKind.PARTNER_CREDENTIAL_BROKEN,
-            reason,
+            reason.format(**names),
             code="KeyVault" + (f"HTTP{status}" if status else type(error).__name__),
             remediation=remediation.format(**names),
         )
@@ -238,6 +313,26 @@ def classify_error(
     if isinstance(error, HttpResponseError):
         return transient(f"arm: unexpected HTTP {status} ({arm_code or 'no error code'})", code=arm_code)
     return transient(f"{stage.value}: unexpected error ({type(error).__name__})", code=type(error).__name__)
+
+
+def _unusable_secret(error: UnusableSecret) -> Outcome:
+    """A customer's own Key Vault secret cannot serve it: final for that customer alone."""
+    kind, reason, remediation = _UNUSABLE_SECRETS[error.code]
+    use = error.use
+    names = {
+        "secret_name": use.name,
+        "tenant_id": use.tenant_id,
+        "client_id": use.client_id,
+        "detail": error.detail,
+        "holding": _HOLDING.get(use.identity_type, "the credential"),
+    }
+    return Outcome(
+        kind,
+        reason.format(**names),
+        code=error.code,
+        remediation=remediation.format(**names),
+        details=error.problems if isinstance(error, SecretNotBound) else (),
+    )
 
 
 def _unknown_aadsts(error: BaseException) -> tuple[OutcomeKind, str, str | None]:

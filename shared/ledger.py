@@ -14,6 +14,7 @@ Key Vault secret *names* are stored.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import random
@@ -30,6 +31,7 @@ from azure.core.pipeline.transport import AioHttpTransport
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
+from .message import OnboardingRequest
 from .outcomes import Outcome, OutcomeKind
 from .retirement import RETIRE_SOURCE, retirement_reason
 from .settings import Settings
@@ -93,6 +95,20 @@ class Attempt:
     @property
     def chain_id(self) -> str:
         return chain_id(self.original_message_id or self.message_id, self.body_digest)
+
+    def about(self, request: OnboardingRequest) -> Attempt:
+        """This attempt, with what the validated request says about the customer and identity."""
+        identity = request.identity
+        return dataclasses.replace(
+            self,
+            customer_tenant_id=request.customer_tenant_id,
+            client_id=identity.client_id,
+            identity_type=identity.type.value,
+            key_vault_secret_name=identity.key_vault_secret_name,
+            partner_id=request.partner_id,
+            customer_name=request.customer_name,
+            correlation_id=request.correlation_id,
+        )
 
 
 def body_digest(body: bytes) -> str:

@@ -6,6 +6,7 @@ credential someone pasted into the wrong field, and details end up in logs and t
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Iterator
@@ -14,28 +15,12 @@ from enum import StrEnum
 from typing import Any
 
 from .identifiers import GUID, NIL_GUID, is_guid, is_partner_id, printable_name
+from .screening import named_like_credential, shaped_like_credential
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 _MAX_DETAILS = 20
 _KEY_VAULT_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-
-# Field names that only ever hold a credential.
-_SECRET_KEY = re.compile(
-    r"(secret(?!name)|passw|pwd|token|assertion|private.?key|client.?key|access.?key|api.?key|"
-    r"account.?key|connection.?string|credential|signature|\bsas\b)",
-    re.IGNORECASE,
-)
-# Values shaped like credentials: Entra client secrets, JWTs, PEM blocks, connection strings.
-_SECRET_VALUE = re.compile(
-    r"([A-Za-z0-9_~.\-]{3}\dQ~[A-Za-z0-9_~.\-]{31,34}"
-    r"|eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\."
-    r"|-----BEGIN [A-Z ]*(PRIVATE KEY|CERTIFICATE)"
-    r"|(AccountKey|SharedAccessKey|SharedAccessSignature|client_secret|password|pwd)\s*="
-    r"|[?&]sig=[A-Za-z0-9%+/=]{20,}"
-    r"|[A-Za-z0-9+/]{86}==)",
-    re.IGNORECASE,
-)
 
 
 class IdentityType(StrEnum):
@@ -121,11 +106,9 @@ def find_credentials(document: Any) -> list[str]:
     """Paths of every field that holds, or is named like, a credential."""
     found = []
     for path, key, value in _walk(document, ""):
-        named_like_secret = (
-            key is not None and _SECRET_KEY.search(key) is not None and value not in ("", None)
-        )
-        shaped_like_secret = (key is not None and _SECRET_VALUE.search(key) is not None) or (
-            isinstance(value, str) and _SECRET_VALUE.search(value) is not None
+        named_like_secret = key is not None and named_like_credential(key) and value not in ("", None)
+        shaped_like_secret = (key is not None and shaped_like_credential(key)) or (
+            isinstance(value, str) and shaped_like_credential(value)
         )
         if named_like_secret or shaped_like_secret:
             found.append(path)
@@ -212,17 +195,35 @@ class DuplicateKeyError(ValueError):
         super().__init__(f"{_field_name(key)}: appears more than once")
 
 
+_WIDE_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def json_text(body: bytes, *, what: str = "message") -> str:
+    """The one text rule of every path (queue and HTTP): UTF-8, with or without a byte-order mark
+    (common from .NET and Logic Apps senders); UTF-16 and UTF-32 are refused, BOM or not.
+
+    JSON text starts with an ASCII character, so a NUL among the first four bytes means UTF-16 or
+    UTF-32 without a BOM (RFC 4627, section 3). Raises MessageRejected (`not-json`).
+    """
+    if body.startswith(_WIDE_BOMS) or b"\x00" in body[:4]:
+        raise MessageRejected(
+            RejectionReason.NOT_JSON, [f"{what}: UTF-16/UTF-32 is not accepted; send UTF-8"]
+        )
+    skipped = len(codecs.BOM_UTF8) if body.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return body[skipped:].decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise MessageRejected(
+            RejectionReason.NOT_JSON, [f"{what}: not valid UTF-8 (byte {skipped + err.start})"]
+        ) from None
+
+
 def _decode(body: bytes, max_bytes: int) -> Any:
     if len(body) > max_bytes:
         raise MessageRejected(
             RejectionReason.TOO_LARGE, [f"message: {len(body)} bytes, more than the limit of {max_bytes}"]
         )
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise MessageRejected(
-            RejectionReason.NOT_JSON, [f"message: not valid UTF-8 (byte {err.start})"]
-        ) from None
+    text = json_text(body)
     try:
         return loads_strict(text)
     except DuplicateKeyError as err:

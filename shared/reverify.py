@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .message_properties import MAX_COUNTER, RUN_ID_PROPERTY, valid_run_id, whole_number
 from .outcomes import OutcomeKind
 from .queue import OutgoingMessage
-from .service import RUN_ID_PROPERTY, LinkService
+from .service import LinkService
 
 logger = logging.getLogger(__name__)
 
 KIND_PROPERTY = "palKind"
 RUN_SUMMARY = "run-summary"
+CHECK_PROPERTY = "palCheck"
 _BATCH = 500
 _RUN_DEADLINE = timedelta(hours=20)  # a run that never finishes is summarised as incomplete
 
@@ -91,8 +95,40 @@ async def schedule_summary_check(service: LinkService, run_id: str, number: int)
         b"{}",
         message_id=f"{RUN_SUMMARY}:{run_id}:{number}",
         at=datetime.now(UTC) + timedelta(seconds=service.settings.run_summary_check_seconds),
-        properties={KIND_PROPERTY: RUN_SUMMARY, RUN_ID_PROPERTY: run_id, "palCheck": number},
+        properties={KIND_PROPERTY: RUN_SUMMARY, RUN_ID_PROPERTY: run_id, CHECK_PROPERTY: number},
     )
+
+
+@dataclass(frozen=True)
+class SummaryCheck:
+    """A run-summary check message's application properties, once validated."""
+
+    run_id: str
+    number: int
+
+    @classmethod
+    def of(cls, properties: Mapping[str, Any]) -> SummaryCheck | list[str]:
+        """The check, or what is wrong with it (property names only, never their values)."""
+        run_id = valid_run_id(properties.get(RUN_ID_PROPERTY))
+        number = whole_number(properties.get(CHECK_PROPERTY, 1), low=1)
+        if run_id is not None and number is not None:
+            return cls(run_id, number)
+        problems = []
+        if run_id is None:
+            problems.append(f"{RUN_ID_PROPERTY}: missing or not a run id")
+        if number is None:
+            problems.append(f"{CHECK_PROPERTY}: not a whole number from 1 to {MAX_COUNTER}")
+        return problems
+
+
+async def handle_summary_check(service: LinkService, properties: Mapping[str, Any]) -> None:
+    """A run-summary check from the verify queue; a malformed one is logged and dropped, never
+    raised (raising would only have Service Bus deliver it again until it is dead-lettered)."""
+    check = SummaryCheck.of(properties)
+    if isinstance(check, list):
+        logger.warning("run-summary check message ignored: %s", "; ".join(check))
+        return
+    await check_run(service, check.run_id, check.number)
 
 
 async def check_run(service: LinkService, run_id: str, number: int) -> dict[str, Any] | None:

@@ -279,6 +279,9 @@ class LinkService:
             return Outcome(view.receipt.outcome, view.receipt.reason, code="duplicate-delivery")
         step = _Step(request, delivery, body, started, view)
         if request.partner_id not in self.settings.allowed_partner_ids:
+            # Recorded as evidence of the attempt, with no free text from the message: a rejection
+            # stores only identifiers.
+            step.request = dataclasses.replace(request, customer_name=None, correlation_id=None)
             return await self._finish(step, _partner_not_allowed(request.partner_id), None)
         if self._paused_too_long(delivery):
             return await self._finish(step, _credential_broken_too_long(delivery, self.policy), None)
@@ -503,17 +506,10 @@ def _credential_key(request: OnboardingRequest) -> tuple[str, ...]:
 
 
 def _attempt(step: _Step, decided_at: datetime, next_attempt: NextAttempt | None) -> Attempt:
-    request, delivery, identity = step.request, step.delivery, step.request.identity
+    delivery = step.delivery
     return Attempt(
         message_id=delivery.message_id,
         source=delivery.source.value,
-        customer_tenant_id=request.customer_tenant_id,
-        client_id=identity.client_id,
-        identity_type=identity.type.value,
-        key_vault_secret_name=identity.key_vault_secret_name,
-        partner_id=request.partner_id,
-        customer_name=request.customer_name,
-        correlation_id=request.correlation_id,
         delivery_count=delivery.delivery_count,
         duration_ms=_elapsed_ms(step.started),
         attempt=delivery.attempt,
@@ -522,7 +518,7 @@ def _attempt(step: _Step, decided_at: datetime, next_attempt: NextAttempt | None
         original_message_id=delivery.original_id,
         body_digest=delivery.body_digest,
         next_attempt=next_attempt.number if next_attempt else None,
-    )
+    ).about(step.request)
 
 
 def _partner_not_allowed(partner_id: str) -> Outcome:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.data.tables.aio import TableClient
 
 from sandbox.azurite import Azurite
 from sandbox.cloud import CloudSandbox
@@ -93,6 +95,28 @@ def all_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     """Every log record from every logger, at DEBUG, for secret scans."""
     caplog.set_level(logging.DEBUG)
     return caplog
+
+
+def everything_logged(caplog: pytest.LogCaptureFixture) -> str:
+    """Every captured record's message, attributes and exception, for secret scans."""
+    lines = []
+    for record in caplog.records:
+        lines.append(record.getMessage())
+        lines.append(json.dumps({k: str(v) for k, v in record.__dict__.items()}))
+        if record.exc_info and record.exc_info[1] is not None:
+            lines.append(repr(record.exc_info[1]))
+    return "\n".join(lines)
+
+
+async def everything_stored(env: dict[str, str]) -> str:
+    """Every entity of the test's ledger table, for secret scans."""
+    async with TableClient.from_connection_string(env["LedgerStorage"], env["LEDGER_TABLE"]) as table:
+        return "\n".join([json.dumps(entity, default=str) async for entity in table.list_entities()])
+
+
+def bound_to(tenant: str, client_id: str) -> dict[str, str]:
+    """Key Vault tags that bind a secret to one customer tenant ("*": every tenant) and app."""
+    return {"customerTenantId": tenant, "clientId": client_id}
 
 
 def onboarding_message(tenant: str, client_id: str = FEDERATED_APP, **fields: Any) -> dict[str, Any]:

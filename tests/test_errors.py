@@ -12,14 +12,16 @@ import pytest
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
-    ResourceNotFoundError,
     ServiceRequestError,
 )
 
 from shared.errors import KeyVaultNotConfigured, Stage, classify_error, retry_after_seconds
+from shared.message import IdentityType
 from shared.outcomes import OutcomeKind
+from shared.vault_secret import SecretNotBound, SecretUse, UnusableSecret
 
 APP = "81a6daa3-a704-4f3e-a1ca-45fa036d5a09"
+TENANT = "892ad125-0722-49b7-a665-aea7ede649e4"
 
 
 class _Response:
@@ -98,13 +100,35 @@ def test_network_errors_are_transient() -> None:
     assert classify(TimeoutError(), Stage.TOKEN).kind is OutcomeKind.TRANSIENT
 
 
-def test_key_vault_failures_are_ours() -> None:
-    missing = classify(ResourceNotFoundError(response=_Response(404)), Stage.KEY_VAULT)
-    assert missing.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN
-    assert "fabrikam-pal-secret" in (missing.remediation or "")
+def test_reaching_key_vault_at_all_is_ours() -> None:
     forbidden = classify(HttpResponseError(response=_Response(403)), Stage.KEY_VAULT)
+    assert forbidden.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN
     assert "Key Vault Secrets User" in (forbidden.remediation or "")
-    assert classify(KeyVaultNotConfigured("x"), Stage.KEY_VAULT).kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN
+    not_configured = classify(KeyVaultNotConfigured("x"), Stage.KEY_VAULT)
+    assert not_configured.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN
+    assert "KEY_VAULT_URL" in (not_configured.remediation or "")
+    odd = classify(HttpResponseError(response=_Response(400)), Stage.KEY_VAULT)
+    assert odd.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN
+    assert "fabrikam-pal-secret" in odd.reason and "Key Vault Secrets User" not in (odd.remediation or "")
+
+
+_USE = SecretUse("fabrikam-pal-secret", TENANT, APP, IdentityType.SECRET)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [kind(_USE, "detail") for kind in UnusableSecret.__subclasses__() if kind is not SecretNotBound]
+    + [SecretNotBound(_USE, ("tags.clientId: missing",))],
+    ids=lambda error: error.code,
+)
+def test_a_customers_own_unusable_secret_is_final_and_named(error: UnusableSecret) -> None:
+    outcome = classify(error, Stage.KEY_VAULT)
+    expected = OutcomeKind.REJECTED if isinstance(error, SecretNotBound) else OutcomeKind.NEEDS_PARTNER_ACTION
+    assert (outcome.kind, outcome.code) == (expected, error.code)
+    remediation = outcome.remediation or ""
+    assert "fabrikam-pal-secret" in outcome.reason and "fabrikam-pal-secret" in remediation
+    assert f"customerTenantId={TENANT}" in remediation and f"clientId={APP}" in remediation
+    assert "Key Vault Secrets User" not in remediation
 
 
 def test_arm_forbidden_and_unauthorised() -> None:

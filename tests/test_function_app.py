@@ -73,6 +73,7 @@ def test_bindings_are_indexed_as_the_host_expects() -> None:
         "relink_customer": ("links/{customerTenantId}/relink", "FUNCTION", out),
         "list_links": ("links", "FUNCTION", out),
         "get_link": ("links/{customerTenantId}", "FUNCTION", out),
+        "retire_identity": ("links/{customerTenantId}/identities/{clientId}", "FUNCTION", out),
     }
 
 

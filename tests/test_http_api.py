@@ -114,15 +114,16 @@ async def test_relink_outcomes_use_the_queue_vocabulary(api: Client, cloud: Clou
     status, updated, _ = await api.call(
         "POST", "/links/{customerTenantId}/relink", customerTenantId=FABRIKAM, body=secret
     )
-    assert (status, updated["outcome"], updated["previousPartnerId"]) == (200, "updated", "7654321")
+    assert (status, updated["outcome"], updated["previousPartnerId"]) == (200, "reclaimed", "7654321")
 
-    status, invalid, _ = await api.call(
+    status, refused, _ = await api.call(
         "POST",
         "/links/{customerTenantId}/relink",
         customerTenantId=TAILSPIN,
         body={**federated, "partnerId": "9999999"},
     )
-    assert (status, invalid["outcome"]) == (200, "invalid-partner-id")
+    assert (status, refused["outcome"], refused["code"]) == (403, "rejected", "partner-id-not-allowed")
+    assert refused["type"].endswith("/partner-id-not-allowed") and "9999999" in refused["detail"]
 
     cloud.add_fault(NORTHWIND, FaultRule(target="arm", kind="status", status=503))
     status, busy, headers = await api.call(
@@ -228,3 +229,22 @@ async def test_list_rejects_bad_queries_and_injection(api: Client, query: str, d
 async def test_unknown_tenant_status_is_404(api: Client) -> None:
     status, problem, _ = await api.call("GET", "/links/{customerTenantId}", customerTenantId=TAILSPIN)
     assert status == 404 and problem["title"] == "Unknown customer tenant"
+
+
+async def test_relink_body_accepts_a_utf8_bom_and_refuses_utf16_and_utf32(api: Client) -> None:
+    text = json.dumps({"identity": {"type": "federated", "clientId": FEDERATED_APP}})
+    for encoding in ("utf-16", "utf-16-le", "utf-32", "utf-32-be"):
+        status, problem, headers = await api.call(
+            "POST", "/links/{customerTenantId}/relink", customerTenantId=NORTHWIND, raw=text.encode(encoding)
+        )
+        assert status == 400, encoding
+        assert problem["detail"] == "body: UTF-16/UTF-32 is not accepted; send UTF-8"
+        assert headers["Content-Type"].startswith("application/problem+json")
+
+    status, result, _ = await api.call(
+        "POST",
+        "/links/{customerTenantId}/relink",
+        customerTenantId=NORTHWIND,
+        raw=b"\xef\xbb\xbf" + text.encode(),
+    )
+    assert (status, result["outcome"]) == (200, "linked")

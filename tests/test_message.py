@@ -70,7 +70,7 @@ def test_full_secret_message() -> None:
     ("body", "reason", "expected_detail"),
     [
         (b"{not json", RejectionReason.NOT_JSON, "message: not JSON"),
-        (b"\xff\xfe", RejectionReason.NOT_JSON, "not valid UTF-8"),
+        (b"{\xff}", RejectionReason.NOT_JSON, "not valid UTF-8 (byte 1)"),
         (
             b'{"schemaVersion": 1, "schemaVersion": 1}',
             RejectionReason.NOT_JSON,
@@ -164,6 +164,23 @@ def test_every_rejection_names_the_field_and_reason(
     # The schema file agrees that these messages are invalid.
     if isinstance(body, dict):
         assert not jsonschema.Draft202012Validator(SCHEMA).is_valid(body)
+
+
+def test_a_utf8_byte_order_mark_is_accepted() -> None:
+    """.NET and Logic Apps senders often start UTF-8 with a byte-order mark."""
+    request = parse(b"\xef\xbb\xbf" + json.dumps(message()).encode())
+    assert request.customer_tenant_id == TENANT
+
+
+def test_invalid_utf8_after_a_byte_order_mark_names_the_byte_of_the_body() -> None:
+    assert rejection(b"\xef\xbb\xbf{\xff}").details == ("message: not valid UTF-8 (byte 4)",)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
+def test_utf16_and_utf32_are_refused_with_or_without_a_byte_order_mark(encoding: str) -> None:
+    rejected = rejection(json.dumps(message()).encode(encoding))
+    assert rejected.reason is RejectionReason.NOT_JSON
+    assert rejected.details == ("message: UTF-16/UTF-32 is not accepted; send UTF-8",)
 
 
 def test_oversized_message_is_rejected_before_parsing() -> None:

@@ -219,9 +219,9 @@ async def test_wrong_secret_is_a_broken_partner_credential_and_recovers_after_ro
     # The partner rotates the secret in Key Vault (a new version, tagged again).
     cloud.set_secret("fabrikam-pal-secret", good, tags=bound_to(FABRIKAM, FABRIKAM_APP))
     fixed = await send(service, body, "m-2")
-    assert fixed.kind is OutcomeKind.UPDATED
+    assert fixed.kind is OutcomeKind.RECLAIMED
     state = await only_state(service.ledger, FABRIKAM)
-    assert (state["Outcome"], state["ConsecutiveFailures"]) == ("updated", 0)
+    assert (state["Outcome"], state["ConsecutiveFailures"]) == ("reclaimed", 0)
 
 
 async def test_missing_key_vault_secret_needs_the_partner_to_create_it(service: LinkService) -> None:

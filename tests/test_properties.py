@@ -123,7 +123,7 @@ LEDGER_PROPERTIES = {
     "ConsecutiveFailures", "LastMessageId", "LastRunId", "FirstSeenAt",
 }  # fmt: skip
 ROW_KEY = re.compile(r"link~[0-9a-f-]{36}|event~[0-9]{20}~[0-9a-f]{8}|receipt~[0-9a-f]{40}")
-API_STATUSES = {200, 400, 404, 413, 503}
+API_STATUSES = {200, 400, 403, 404, 413, 503}
 PROBLEM_BASE = "https://pal-autopilot.example/problems/"
 
 
@@ -1003,7 +1003,7 @@ def test_get_link_answers_hostile_tenants_with_a_documented_status(api_env: dict
 
 KEY = "property-test-key"
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-HOST_STATUSES = {200, 400, 401, 404, 405, 413, 503}
+HOST_STATUSES = {200, 400, 401, 403, 404, 405, 413, 503}
 
 
 _RAW_PATH = re.compile(r"(?:[A-Za-z0-9._~/\\-]|%[0-9A-Fa-f]{2})+")

@@ -14,6 +14,7 @@ import pytest
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 
+from conftest import NORTHWIND, onboarding_message
 from sandbox.azurite import Azurite
 from sandbox.cloud import CloudSandbox
 from sandbox.fleet import APP, MI_CLIENT, fleet_scenario, fleet_tenants
@@ -95,3 +96,34 @@ async def test_concurrent_first_retries_on_a_cold_host_escape_nothing(
     assert failed == [], f"{len(failed)} invocations raised: {[i.error for i in failed][:3]}"
     assert all(o == ["transient", "linked"] for o in outcomes.values()), outcomes
     assert broker.dead_letters(QUEUE) == []
+
+
+async def test_a_partner_credential_broken_for_too_long_ends_as_failed(
+    bus_env: dict[str, str], cloud: CloudSandbox, broker: ServiceBusBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    capped = {"CREDENTIAL_BROKEN_PAUSE_SECONDS": "1", "CREDENTIAL_BROKEN_MAX_SECONDS": "3"}
+    for name, value in capped.items():
+        monkeypatch.setenv(name, value)
+    # A mistyped federated trust: every sign-in fails, for good.
+    cloud.add_fault("*", FaultRule(target="token", kind="aadsts", aadsts=700027))
+    await reset_service()
+    async with LocalFunctionsHost(settings=bus_env | capped):
+        async with (
+            ServiceBusClient.from_connection_string(bus_env["ServiceBusConnection"]) as client,
+            client.get_queue_sender(QUEUE) as sender,
+        ):
+            await sender.send_messages(
+                ServiceBusMessage(json.dumps(onboarding_message(NORTHWIND)), message_id="m")
+            )
+        ledger = (await get_service()).ledger
+        deadline = time.monotonic() + 30
+        while not (events := await ledger.history(NORTHWIND, limit=100)) or events[0]["Outcome"] != "failed":
+            assert time.monotonic() < deadline, [e["Outcome"] for e in events]
+            await asyncio.sleep(0.2)
+    await reset_service()
+
+    assert events[0]["Code"] == "partner-credential-broken-too-long"
+    assert not events[0].get("NextAttemptAt")
+    earlier = {e["Outcome"] for e in events[1:]}
+    assert earlier == {"partner-credential-broken"}  # every pause is in the history
+    assert len(events) >= 3

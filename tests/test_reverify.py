@@ -10,12 +10,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from azure.servicebus import ServiceBusMessage
+from azure.servicebus.aio import ServiceBusClient
 from test_end_to_end import send, wait_for_final
 
 from conftest import FABRIKAM, FABRIKAM_APP, FEDERATED_APP, NORTHWIND, OTHER_PARTNER_ID, TAILSPIN, WOODGROVE
 from conftest import onboarding_message as message
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
+from sandbox.servicebus import ServiceBusBroker
 from shared.reverify import run_id_for, start_run, verify_message
 from shared.service import get_service, reset_service
 
@@ -57,7 +60,7 @@ async def test_nightly_run_verifies_heals_and_summarises(
     caplog.set_level(logging.INFO)
     await onboard_four(bus_env)
     cloud.delete_link(NORTHWIND, NORTHWIND_OID)  # someone removed the link
-    cloud.set_link(FABRIKAM, FABRIKAM_OID, OTHER_PARTNER_ID)  # another partner took it over
+    cloud.set_link(FABRIKAM, FABRIKAM_OID, OTHER_PARTNER_ID)  # a partner ID not ours took it over
 
     host.fire_timer("reverify_links")
     await asyncio.sleep(0.5)
@@ -67,7 +70,7 @@ async def test_nightly_run_verifies_heals_and_summarises(
     expected = {
         NORTHWIND: "healed",
         TAILSPIN: "verified",
-        FABRIKAM: "updated",
+        FABRIKAM: "reclaimed",
         WOODGROVE: "needs-customer-action",
     }
     for tenant, outcome in expected.items():
@@ -76,7 +79,8 @@ async def test_nightly_run_verifies_heals_and_summarises(
         assert events[0]["RunId"] == run["RowKey"]
     assert any(link["tenantId"] == NORTHWIND and link["state"] == "Active" for link in cloud.links())
     assert run["Total"] == 4 and run["Complete"] is True
-    assert (run["Count_verified"], run["Count_healed"], run["Count_updated"]) == (1, 1, 1)
+    assert (run["Count_verified"], run["Count_healed"], run["Count_reclaimed"]) == (1, 1, 1)
+    assert any(r.getMessage().startswith("ALERT foreign partner ID") for r in caplog.records)
     assert run["Count_needs_customer_action"] == 1
     assert any(
         "re-verification run" in r.getMessage() and "finished" in r.getMessage() for r in caplog.records
@@ -119,3 +123,49 @@ def test_verify_message_is_a_valid_onboarding_message() -> None:
     request = parse_onboarding_message(outgoing.body, default_partner_id="7654321", max_bytes=65536)
     assert (request.partner_id, request.identity.key_vault_secret_name) == ("1234567", "fabrikam-pal-secret")
     assert verify_message({"CustomerTenantId": NORTHWIND}, "2026-11-23") is None
+
+
+VERIFY_QUEUE = "link-verify"
+HOSTILE = "MARKER-\x1b[31m\u202e-value"
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        {"palKind": "run-summary"},
+        {"palKind": "run-summary", "palRunId": "2026-11-23", "palCheck": "MARKER-not-a-number"},
+        {"palKind": "run-summary", "palRunId": "2026-11-23", "palCheck": -3},
+        {"palKind": "run-summary", "palRunId": "2026-11-23", "palCheck": 100_000},
+        {"palKind": "run-summary", "palRunId": HOSTILE, "palCheck": 1},
+        {"palKind": "run-summary", "palRunId": 20261123, "palCheck": 1},
+    ],
+)
+async def test_malformed_run_summary_check_is_completed_once_with_a_warning(
+    host: LocalFunctionsHost,
+    bus_env: dict[str, str],
+    broker: ServiceBusBroker,
+    caplog: pytest.LogCaptureFixture,
+    properties: dict[str, Any],
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with ServiceBusClient.from_connection_string(bus_env["ServiceBusConnection"]) as client:
+        async with client.get_queue_sender(VERIFY_QUEUE) as sender:
+            await sender.send_messages(
+                ServiceBusMessage(b"{}", message_id="check-\x1b[2J", application_properties=properties)
+            )
+    deadline = time.monotonic() + 15
+    while not [i for i in host.invocations if i.function == "verify_link"] or any(
+        broker.queue_counts(VERIFY_QUEUE)[k] for k in ("active", "locked")
+    ):
+        assert time.monotonic() < deadline, broker.queue_counts(VERIFY_QUEUE)
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.5)  # time enough for any (wrong) redelivery to show up
+
+    invocations = [i for i in host.invocations if i.function == "verify_link"]
+    assert [(i.succeeded, i.error) for i in invocations] == [(True, None)]
+    assert broker.queue_counts(VERIFY_QUEUE)["dead_lettered"] == 0
+    assert broker.queue_counts(VERIFY_QUEUE)["active"] == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("run-summary check" in w and "ignored" in w for w in warnings), warnings
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "MARKER" not in logged and "\x1b" not in logged and "\u202e" not in logged

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,9 @@ def test_demo_scenario_loads_with_defaults() -> None:
     app = scenario.app(FEDERATED_APP)
     assert app is not None and app.federated_credentials[0].subject == MI_PRINCIPAL
     assert scenario.app(CERT_APP).certificates == ("litware-pal-cert",)  # type: ignore[union-attr]
+    assert scenario.app(CERT_APP).tags == {  # type: ignore[union-attr]
+        "litware-pal-cert": {"customerTenantId": LITWARE, "clientId": CERT_APP}
+    }
 
 
 def _broken(change: Any) -> dict[str, Any]:
@@ -247,6 +251,15 @@ def _broken(change: Any) -> dict[str, Any]:
             lambda d: d["apps"][2].update(secrets=["fabrikam-pal-secret"]),
             "apps[2].secrets: duplicate Key Vault",
         ),
+        (
+            lambda d: d["apps"][1].update(secrets=[{"name": "x", "tags": {"clientId": 1}}]),
+            "apps[1].secrets[0].tags: expected an object of at most 15 tag names and string values",
+        ),
+        (
+            lambda d: d["apps"][1].update(secrets=[{"name": "x", "tag": {}}]),
+            "apps[1].secrets[0].tag: unknown",
+        ),
+        (lambda d: d["apps"][1].update(secrets=[{"tags": {}}]), "apps[1].secrets[0].name: expected a Key"),
         (
             lambda d: d["tenants"][0].update(faults=[{"target": "arm", "kind": "status", "status": 200}]),
             "tenants[0].faults[0].status: expected an HTTP error status",
@@ -358,6 +371,36 @@ async def test_key_vault_serves_secrets_to_the_managed_identity(
     assert "-----BEGIN CERTIFICATE-----" in (certificate.value or "")
     assert missing.value.error is not None and missing.value.error.code == "SecretNotFound"
     assert "no-such-secret was not found in this key vault" in str(missing.value)
+
+
+async def test_key_vault_serves_tags_and_attributes_per_version(
+    cloud: CloudSandbox, managed_identity_env: None
+) -> None:
+    shared = {"customerTenantId": "*", "clientId": SECRET_APP}
+    first = cloud.set_secret("tagged", "Ab18Q~first-version-value-0000000000000", tags=shared)
+    cloud.set_secret("tagged", "Ab18Q~second-version-value-000000000000")  # a version without tags
+    cloud.set_secret("expiring", "Ab18Q~expiring-value-00000000000000000000", expires=2_000_000_000)
+    cloud.set_secret("switched-off", "Ab18Q~disabled-value-0000000000000000000", enabled=False)
+    async with (
+        ManagedIdentityCredential(client_id=MI_CLIENT, connection_verify=ca(cloud)) as identity,
+        SecretClient(
+            cloud.key_vault_url, identity, verify_challenge_resource=False, connection_verify=ca(cloud)
+        ) as vault,
+    ):
+        fabrikam = await vault.get_secret("fabrikam-pal-secret")
+        certificate = await vault.get_secret("litware-pal-cert")
+        tagged, latest = await vault.get_secret("tagged", first), await vault.get_secret("tagged")
+        expiring = await vault.get_secret("expiring")
+        with pytest.raises(HttpResponseError) as disabled:
+            await vault.get_secret("switched-off")
+
+    assert fabrikam.properties.tags == {"customerTenantId": FABRIKAM, "clientId": SECRET_APP}
+    assert certificate.properties.tags == {"customerTenantId": LITWARE, "clientId": CERT_APP}
+    assert (tagged.properties.tags, latest.properties.tags or {}) == (shared, {})
+    assert expiring.properties.expires_on == datetime.fromtimestamp(2_000_000_000, UTC)
+    assert disabled.value.status_code == 403 and disabled.value.error is not None
+    assert disabled.value.error.innererror == {"code": "SecretDisabled"}
+    assert "Ab18Q~" not in str(disabled.value)
 
 
 def test_key_vault_challenges_and_checks_the_audience(cloud: CloudSandbox) -> None:
@@ -859,9 +902,15 @@ def test_admin_api_drives_the_sandbox_from_another_process(cloud: CloudSandbox) 
     status, stats = admin("GET", "stats")
     assert stats["armCalls"][tenant_id] == {"GET": 1, "PUT": 1}
 
-    status, reply = admin("PUT", "secrets/admin-made", {"value": "Xy18Q~admin-made-secret-value-000000000"})
+    tags = {"customerTenantId": tenant_id, "clientId": SECRET_APP}
+    made = {"value": "Xy18Q~admin-made-secret-value-000000000", "tags": tags}
+    status, reply = admin("PUT", "secrets/admin-made", made)
     assert status == 200 and "value" not in reply and len(reply["version"]) == 32
     assert cloud.secret_value("admin-made") == "Xy18Q~admin-made-secret-value-000000000"
+    vault_token = cloud.issue_token(PARTNER_TENANT, MI_PRINCIPAL, cloud.base_url)
+    served = raw(cloud, "GET", "/secrets/admin-made?api-version=7.5", token=vault_token)[2]
+    assert json.loads(served)["tags"] == tags
+    assert admin("PUT", "secrets/admin-made", {**made, "tags": ["clientId"]})[0] == 400
     assert (
         admin("PATCH", f"tenants/{tenant_id}/service-principals/{SECRET_APP}", {"enabled": False})[0] == 200
     )

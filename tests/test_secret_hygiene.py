@@ -7,30 +7,24 @@ import logging
 from typing import Any
 
 import pytest
-from azure.data.tables.aio import TableClient
 
-from conftest import FABRIKAM, FABRIKAM_APP, LITWARE, LITWARE_APP, NORTHWIND, onboarding_message
+from conftest import (
+    FABRIKAM,
+    FABRIKAM_APP,
+    LITWARE,
+    LITWARE_APP,
+    NORTHWIND,
+    bound_to,
+    everything_logged,
+    everything_stored,
+    onboarding_message,
+)
 from sandbox.cloud import CloudSandbox
 from shared.outcomes import OutcomeKind
 from shared.service import LinkService
 
 PLANTED = "Qz78Q~PLANTED-secret-0123456789abcdefghijklm"
 PLANTED_PASSWORD = "correct-horse-battery-staple-PLANTED"
-
-
-def everything_logged(caplog: pytest.LogCaptureFixture) -> str:
-    lines = []
-    for record in caplog.records:
-        lines.append(record.getMessage())
-        lines.append(json.dumps({k: str(v) for k, v in record.__dict__.items()}))
-        if record.exc_info and record.exc_info[1] is not None:
-            lines.append(repr(record.exc_info[1]))
-    return "\n".join(lines)
-
-
-async def everything_stored(env: dict[str, str]) -> str:
-    async with TableClient.from_connection_string(env["LedgerStorage"], env["LEDGER_TABLE"]) as table:
-        return "\n".join([json.dumps(entity, default=str) async for entity in table.list_entities()])
 
 
 @pytest.mark.parametrize(
@@ -82,11 +76,12 @@ async def test_key_vault_credentials_never_leave_the_credential(
     litware = onboarding_message(
         LITWARE, LITWARE_APP, identity_type="certificate", secret_name="litware-pal-cert"
     )
-    assert (await service.handle(json.dumps(fabrikam).encode(), message_id="m-1")).kind is OutcomeKind.UPDATED
+    reclaimed = await service.handle(json.dumps(fabrikam).encode(), message_id="m-1")
+    assert reclaimed.kind is OutcomeKind.RECLAIMED
     assert (await service.handle(json.dumps(litware).encode(), message_id="m-2")).kind is OutcomeKind.LINKED
 
     # And when Entra refuses a wrong secret, its error text must not carry it either.
-    cloud.set_secret("fabrikam-pal-secret", PLANTED)
+    cloud.set_secret("fabrikam-pal-secret", PLANTED, tags=bound_to(FABRIKAM, FABRIKAM_APP))
     await service.linker._credentials.forget(  # noqa: SLF001 - force a fresh Key Vault read
         FABRIKAM, _identity(fabrikam)
     )

@@ -46,6 +46,7 @@ from conftest import (
     NORTHWIND,
     TAILSPIN,
     WOODGROVE,
+    bound_to,
     onboarding_message,
 )
 from sandbox.cloud import CloudSandbox
@@ -68,6 +69,7 @@ ACCOUNT_KEY = "PLANTEDaccountKey0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKL
 PEM_BODY = "MIIEvQIBADANPLANTEDpemBody0123456789abcdefghijklmnopqrstuvwxyzAB"
 NESTED_TOKEN = "PLANTED-nested-access-token-0042-abcdef"
 APP_PROPERTY = "PLANTED-application-property-password-99"
+ORIGINAL_ID_PROPERTY = "Oid8Q~PLANTED-original-message-id-012345"
 SB_CORRELATION = "PLANTED-servicebus-correlation-id-secret"
 SB_SUBJECT = "PLANTED-servicebus-subject-secret-value"
 WRONG_KEY_VAULT_SECRET = "Wrg6Q~PLANTED-wrong-kv-secret-0123456789a"
@@ -132,13 +134,17 @@ def planted_messages() -> list[tuple[str, bytes, dict[str, Any]]]:
         ("scan-not-json", b'{"schemaVersion": 1, "clientSecret": "' + CLIENT_SECRET.encode(), {}),
         ("scan-not-utf8", b'{"password": "' + PASSWORD.encode() + b'\xff"}', {}),
         ("scan-too-large", message({**northwind, "customerName": PASSWORD + "x" * 70000}), {}),
-        # a valid message: the secrets ride in what the product must ignore (palRunId and
-        # palOriginalId are left out: they are trusted today, see test_properties.py's known bugs)
+        # a valid message: the secrets ride in what the product must ignore or screen (palRunId is
+        # left out: it is trusted today when well-formed, see test_properties.py's known bugs)
         (
             "scan-properties",
             message(onboarding_message(TAILSPIN)),
             {
-                "application_properties": {"password": APP_PROPERTY, "palAttempt": APP_PROPERTY},
+                "application_properties": {
+                    "password": APP_PROPERTY,
+                    "palAttempt": APP_PROPERTY,
+                    "palOriginalMessageId": ORIGINAL_ID_PROPERTY,
+                },
                 "correlation_id": SB_CORRELATION,
                 "subject": SB_SUBJECT,
             },
@@ -190,7 +196,7 @@ EXPECTED = {
     "scan-not-utf8": ("rejected", "not-json"),
     "scan-too-large": ("rejected", "too-large"),
     "scan-properties": ("already-linked", None),
-    "scan-kv-secret": ("updated", None),
+    "scan-kv-secret": ("reclaimed", None),
     "scan-kv-certificate": ("linked", None),
     "scan-kv-wrong-secret": ("partner-credential-broken", "AADSTS7000215"),
     "scan-no-consent": ("needs-customer-action", "AADSTS700016"),
@@ -380,7 +386,7 @@ async def test_planted_secrets_appear_in_no_log_entity_queue_response_or_excepti
     generated_secret = cloud.secret_value("fabrikam-pal-secret")
     certificate = cloud.secret_value("litware-pal-cert")
     certificate_lines = [line for line in certificate.splitlines() if len(line) >= 40 and "-----" not in line]
-    cloud.set_secret("planted-wrong", WRONG_KEY_VAULT_SECRET)
+    cloud.set_secret("planted-wrong", WRONG_KEY_VAULT_SECRET, tags=bound_to(FABRIKAM, FABRIKAM_APP))
 
     planted = {
         name: value
