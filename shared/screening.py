@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import html
 import re
 from collections.abc import Callable
@@ -32,14 +33,23 @@ _MAX_ROUNDS = 4
 """Percent-encoding nested deeper than this is not something a person or a tool pastes."""
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _URL_SAFE = str.maketrans("-_", "+/")
-_UNWRAPPERS: tuple[Callable[[str], str], ...] = (unquote, unquote_plus, html.unescape)
+_ENCODED = re.compile(r"[%+&]")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# Each decoding, and the characters without which it changes nothing (the common case is cheap).
+_UNWRAPPERS: tuple[tuple[Callable[[str], str], str], ...] = (
+    (unquote, "%"),
+    (unquote_plus, "%+"),
+    (html.unescape, "&"),
+)
 
 
+@functools.lru_cache(maxsize=1024)
 def named_like_credential(name: str) -> bool:
     """A field name that only ever holds a credential (`clientSecret`, `pass%77ord`)."""
     return any(_SECRET_KEY.search(form) for form in decoded_forms(name))
 
 
+@functools.lru_cache(maxsize=4096)
 def shaped_like_credential(text: str) -> bool:
     """A value shaped like a credential, as written or once decoded."""
     return any(_SECRET_VALUE.search(form) for form in decoded_forms(text))
@@ -48,9 +58,13 @@ def shaped_like_credential(text: str) -> bool:
 def decoded_forms(text: str) -> list[str]:
     """`text` and what it decodes to: each decoding repeated until stable (bounded), then the base64
     runs of every form that decode to UTF-8 text. A decoding that does not apply adds nothing."""
+    runs = [run for run in _BASE64_RUN.findall(text) if not _GUID.fullmatch(run)]
+    if not runs and not _ENCODED.search(text):
+        return [text]  # nothing in it could be encoded: the common case, kept cheap
     forms = [text]
-    for unwrap in _UNWRAPPERS:
-        forms.extend(_repeatedly(unwrap, text))
+    for unwrap, triggers in _UNWRAPPERS:
+        if any(trigger in text for trigger in triggers):
+            forms.extend(_repeatedly(unwrap, text))
     forms = list(dict.fromkeys(forms))
     return forms + [decoded for form in forms for decoded in _base64_texts(form)]
 
@@ -69,6 +83,8 @@ def _repeatedly(unwrap: Callable[[str], str], text: str) -> list[str]:
 def _base64_texts(text: str) -> list[str]:
     texts = []
     for run in _BASE64_RUN.findall(text):
+        if _GUID.fullmatch(run):
+            continue  # an identifier, and the most common run by far
         data = run.rstrip("=").translate(_URL_SAFE)
         try:
             texts.append(base64.b64decode(data + "=" * (-len(data) % 4), validate=True).decode("utf-8"))
