@@ -34,6 +34,7 @@ _MAX_ROUNDS = 4
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _URL_SAFE = str.maketrans("-_", "+/")
 _ENCODED = re.compile(r"[%+&]")
+_CACHED_LENGTH = 128
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # Each decoding, and the characters without which it changes nothing (the common case is cheap).
 _UNWRAPPERS: tuple[tuple[Callable[[str], str], str], ...] = (
@@ -43,16 +44,28 @@ _UNWRAPPERS: tuple[tuple[Callable[[str], str], str], ...] = (
 )
 
 
-@functools.lru_cache(maxsize=1024)
 def named_like_credential(name: str) -> bool:
     """A field name that only ever holds a credential (`clientSecret`, `pass%77ord`)."""
+    return (_named_cached if len(name) <= _CACHED_LENGTH else _named)(name)
+
+
+def shaped_like_credential(text: str) -> bool:
+    """A value shaped like a credential, as written or once decoded."""
+    return (_shaped_cached if len(text) <= _CACHED_LENGTH else _shaped)(text)
+
+
+def _named(name: str) -> bool:
     return any(_SECRET_KEY.search(form) for form in decoded_forms(name))
 
 
-@functools.lru_cache(maxsize=4096)
-def shaped_like_credential(text: str) -> bool:
-    """A value shaped like a credential, as written or once decoded."""
+def _shaped(text: str) -> bool:
     return any(_SECRET_VALUE.search(form) for form in decoded_forms(text))
+
+
+# Names and identifiers recur in every message: their answers are remembered, for short texts
+# only, so that the caches stay small whatever is sent.
+_named_cached = functools.lru_cache(maxsize=1024)(_named)
+_shaped_cached = functools.lru_cache(maxsize=4096)(_shaped)
 
 
 def decoded_forms(text: str) -> list[str]:
