@@ -228,7 +228,10 @@ class LinksApi:
             if state.get("KeyVaultSecretName"):
                 identity["keyVaultSecretName"] = state["KeyVaultSecretName"]
             message["identity"] = identity
-            if "partnerId" not in document and state.get("PartnerId"):
+            # The partner ID asked for last time, if it is still one of ours (a state written before
+            # ALLOWED_PARTNER_IDS may hold a foreign one; PARTNER_ID then applies).
+            ours = self._service.settings.allowed_partner_ids
+            if "partnerId" not in document and state.get("PartnerId") in ours:
                 message["partnerId"] = state["PartnerId"]
         try:
             request = parse_onboarding_message(

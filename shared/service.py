@@ -317,16 +317,14 @@ class LinkService:
     def _next_attempt(self, step: _Step, outcome: Outcome) -> tuple[Outcome, NextAttempt | None]:
         """What the outcome calls for: a retry with backoff, a pause, giving up, or nothing."""
         delivery, key = step.delivery, _credential_key(step.request)
-        if (
-            outcome.kind is not OutcomeKind.TRANSIENT
-            and outcome.kind is not OutcomeKind.PARTNER_CREDENTIAL_BROKEN
-        ):
+        broken = outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN
+        if broken and self.breaker.trip(key, self.policy.credential_pause_seconds):
+            _alert_credential_broken(step.request, outcome, self.policy.credential_pause_seconds)
+        elif not broken and outcome.kind is not OutcomeKind.TRANSIENT:
             self.breaker.reset(key)
         if not step.can_reschedule(self.sender):
             return outcome, None
-        if outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN:
-            if self.breaker.trip(key, self.policy.credential_pause_seconds):
-                _alert_credential_broken(step.request, outcome, self.policy.credential_pause_seconds)
+        if broken:
             pause = self.policy.pause_seconds(self.policy.credential_pause_seconds)
             return outcome, NextAttempt(delivery.attempt, delivery.pauses + 1, pause)
         if outcome.kind is not OutcomeKind.TRANSIENT:

@@ -139,3 +139,24 @@ async def test_a_takeover_whose_record_was_lost_is_recorded_by_the_retry(
     assert redelivered.kind is OutcomeKind.RECLAIMED
     assert redelivered.previous_partner_id == OTHER_PARTNER_ID
     assert "earlier attempt" in redelivered.reason
+
+
+async def test_a_bodyless_relink_never_asks_for_a_partner_id_that_is_no_longer_ours(
+    settings: Settings, service: LinkService, cloud: CloudSandbox
+) -> None:
+    # Recorded while OTHER_PARTNER_ID was one of ours (or before ALLOWED_PARTNER_IDS existed).
+    both = LinkService.from_settings(
+        dataclasses.replace(settings, allowed_partner_ids=frozenset({PARTNER_ID, OTHER_PARTNER_ID}))
+    )
+    try:
+        assert (await send(both, onboarding_message(NORTHWIND, partnerId=OTHER_PARTNER_ID), "m-1")).kind is (
+            OutcomeKind.LINKED
+        )
+    finally:
+        await both.close()
+
+    response = await LinksApi(service).relink(NORTHWIND, b"")
+
+    assert response.status == 200 and response.body is not None
+    assert (response.body["outcome"], response.body["partnerId"]) == ("reclaimed", PARTNER_ID)
+    assert partner_in_sandbox(cloud, NORTHWIND) == PARTNER_ID
