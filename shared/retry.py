@@ -21,6 +21,8 @@ class RetryPolicy:
     base_seconds: float
     max_seconds: float
     credential_pause_seconds: float
+    credential_broken_max_seconds: float = 86400.0
+    """How long a message waits for a broken partner credential, in pauses, before it is failed."""
 
     def backoff_seconds(
         self, attempt: int, retry_after: float | None, rng: random.Random | None = None

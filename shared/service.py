@@ -22,6 +22,7 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 
 from .credentials import CredentialCache
 from .dead_letters import DeadLetter, broker_reason, dead_letter_attempt
+from .decision import DEFERRED, Counters, Decision, NextAttempt, after_attempt, before_attempt
 from .http import close_transport, shared_transport
 from .ledger import Attempt, Ledger, LedgerContention, LedgerView, body_digest, chain_id
 from .linker import BeforeWriteFailed, Linker
@@ -71,6 +72,10 @@ class _Delivery:
     pauses: int = 0
     run_id: str | None = None
     body_digest: str | None = None
+
+    @property
+    def counters(self) -> Counters:
+        return Counters(self.attempt, self.pauses)
 
     @property
     def chain_id(self) -> str:
@@ -124,6 +129,7 @@ class LinkService:
             base_seconds=settings.retry_base_seconds,
             max_seconds=settings.retry_max_seconds,
             credential_pause_seconds=settings.credential_pause_seconds,
+            credential_broken_max_seconds=settings.credential_broken_max_seconds,
         )
         self.breaker = CredentialBreaker()
         self._closers = closers
@@ -282,12 +288,17 @@ class LinkService:
             # Recorded as evidence of the attempt, with no free text from the message: a rejection
             # stores only identifiers.
             step.request = dataclasses.replace(request, customer_name=None, correlation_id=None)
-            return await self._finish(step, _partner_not_allowed(request.partner_id), None)
-        if self._paused_too_long(delivery):
-            return await self._finish(step, _credential_broken_too_long(delivery, self.policy), None)
-        paused_for = self.breaker.remaining(_credential_key(request))
-        if paused_for and step.can_reschedule(self.sender):
-            return await self._defer(step, paused_for)
+            return await self._finish(step, Decision(_partner_not_allowed(request.partner_id)))
+        held = before_attempt(
+            delivery.counters,
+            self.policy,
+            paused_for=self.breaker.remaining(_credential_key(request)),
+            can_reschedule=step.can_reschedule(self.sender),
+        )
+        if held is not None:
+            if held.outcome.code == DEFERRED.code:
+                _log_deferral(step, held)
+            return await self._finish(step, held)
         return await self._link(step)
 
     async def _link(self, step: _Step) -> Outcome:
@@ -309,58 +320,22 @@ class LinkService:
         outcome = settle(outcome, step.intent)
         if delivery.source is Source.VERIFY:
             outcome = _as_verification(outcome)
-        outcome, next_attempt = self._next_attempt(step, outcome)
+        self._watch_credential(step, outcome)
+        decision = after_attempt(
+            outcome, delivery.counters, self.policy, can_reschedule=step.can_reschedule(self.sender)
+        )
         if outcome.kind in (OutcomeKind.RECLAIMED, OutcomeKind.FOREIGN_PARTNER):
             _alert_foreign_partner(request, outcome)
-        return await self._finish(step, outcome, next_attempt)
+        return await self._finish(step, decision)
 
-    def _next_attempt(self, step: _Step, outcome: Outcome) -> tuple[Outcome, NextAttempt | None]:
-        """What the outcome calls for: a retry with backoff, a pause, giving up, or nothing."""
-        delivery, key = step.delivery, _credential_key(step.request)
-        broken = outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN
-        if broken and self.breaker.trip(key, self.policy.credential_pause_seconds):
-            _alert_credential_broken(step.request, outcome, self.policy.credential_pause_seconds)
-        elif not broken and outcome.kind is not OutcomeKind.TRANSIENT:
+    def _watch_credential(self, step: _Step, outcome: Outcome) -> None:
+        """Open the credential's breaker when it is found broken (one ALERT), close it when it works."""
+        key = _credential_key(step.request)
+        if outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN:
+            if self.breaker.trip(key, self.policy.credential_pause_seconds):
+                _alert_credential_broken(step.request, outcome, self.policy.credential_pause_seconds)
+        elif outcome.kind is not OutcomeKind.TRANSIENT:
             self.breaker.reset(key)
-        if not step.can_reschedule(self.sender):
-            return outcome, None
-        if broken:
-            pause = self.policy.pause_seconds(self.policy.credential_pause_seconds)
-            return outcome, NextAttempt(delivery.attempt, delivery.pauses + 1, pause)
-        if outcome.kind is not OutcomeKind.TRANSIENT:
-            return outcome, None
-        if delivery.attempt >= self.policy.max_attempts:
-            return _gave_up(outcome, delivery.attempt), None
-        backoff = self.policy.backoff_seconds(delivery.attempt, outcome.retry_after)
-        return outcome, NextAttempt(delivery.attempt + 1, 0, backoff)
-
-    async def _defer(self, step: _Step, paused_for: float) -> Outcome:
-        """The partner credential is known to be broken: try again after the pause, recorded."""
-        delay = self.policy.pause_seconds(paused_for)
-        logger.info(
-            "message %s deferred %.0f s: the partner credential for client %s is broken",
-            step.delivery.message_id,
-            delay,
-            step.request.identity.client_id,
-            extra={
-                "messageId": step.delivery.message_id,
-                "customerTenantId": step.request.customer_tenant_id,
-            },
-        )
-        outcome = Outcome(
-            OutcomeKind.PARTNER_CREDENTIAL_BROKEN,
-            "deferred: the partner credential is broken; tried again after the pause",
-            code="deferred",
-        )
-        return await self._finish(
-            step, outcome, NextAttempt(step.delivery.attempt, step.delivery.pauses + 1, delay)
-        )
-
-    def _paused_too_long(self, delivery: _Delivery) -> bool:
-        return (
-            delivery.pauses * self.policy.credential_pause_seconds
-            >= self.settings.credential_broken_max_seconds
-        )
 
     def _partner_for(self, request: OnboardingRequest, delivery: _Delivery) -> OnboardingRequest:
         """A nightly check of a link whose recorded partner ID is not (or no longer) ours checks
@@ -371,9 +346,10 @@ class LinkService:
             )
         return request
 
-    async def _finish(self, step: _Step, outcome: Outcome, next_attempt: NextAttempt | None) -> Outcome:
+    async def _finish(self, step: _Step, decision: Decision) -> Outcome:
         """Schedule the next attempt (if any), then record the outcome and log it."""
         request, delivery = step.request, step.delivery
+        outcome, next_attempt = decision.outcome, decision.next_attempt
         decided_at = datetime.now(UTC)
         attempt = _attempt(step, decided_at, next_attempt)
         if next_attempt is not None:
@@ -470,15 +446,6 @@ class LinkService:
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class NextAttempt:
-    """The copy of a message to schedule: its attempt number, pauses so far and delay in seconds."""
-
-    number: int
-    pauses: int
-    delay: float
-
-
 @dataclasses.dataclass
 class _Step:
     """One attempt on its way through the service: the request, where it came from, what the
@@ -529,24 +496,14 @@ def _partner_not_allowed(partner_id: str) -> Outcome:
     )
 
 
-def _credential_broken_too_long(delivery: _Delivery, policy: RetryPolicy) -> Outcome:
-    waited = delivery.pauses * policy.credential_pause_seconds
-    return Outcome(
-        OutcomeKind.FAILED,
-        f"the partner credential stayed broken for {waited:.0f} s (CREDENTIAL_BROKEN_MAX_SECONDS); "
-        "this message is no longer deferred",
-        code="partner-credential-broken-too-long",
-        remediation="Repair the partner credential (see the ALERT line and the runbook), then relink; "
-        "the nightly re-verification also retries every recorded link.",
-    )
-
-
-def _gave_up(outcome: Outcome, attempts: int) -> Outcome:
-    return dataclasses.replace(
-        outcome,
-        kind=OutcomeKind.FAILED,
-        reason=f"gave up after {attempts} attempts: {outcome.reason}",
-        remediation="The nightly re-verification will try again; relink by hand to try now.",
+def _log_deferral(step: _Step, held: Decision) -> None:
+    delay = held.next_attempt.delay if held.next_attempt else 0.0
+    logger.info(
+        "message %s deferred %.0f s: the partner credential for client %s is broken",
+        step.delivery.message_id,
+        delay,
+        step.request.identity.client_id,
+        extra={"messageId": step.delivery.message_id, "customerTenantId": step.request.customer_tenant_id},
     )
 
 
