@@ -8,8 +8,9 @@ import logging
 
 import azure.functions as func
 
-from shared.reverify import KIND_PROPERTY, RUN_SUMMARY
-from shared.service import Source, get_service, is_unavailable
+from shared.envelope import KIND_PROPERTY, RUN_SUMMARY, Source
+
+from .core import service
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
@@ -17,9 +18,11 @@ _OUTAGE_WAIT_SECONDS = 10
 
 
 async def _record(message: func.ServiceBusMessage, source: Source) -> None:
-    service = await get_service()
+    from shared.service import is_unavailable
+
+    link_service = await service()
     try:
-        await service.record_dead_letter(
+        await link_service.record_dead_letter(
             message.get_body(),
             message_id=message.message_id or "",
             delivery_count=message.delivery_count or 1,

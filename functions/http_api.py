@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.api import ApiResponse, LinksApi, method_not_allowed
-from shared.service import get_service
+from shared.problem import ApiResponse, method_not_allowed
+
+from .core import links_api
 
 bp = func.Blueprint()
 # Every method is routed here so that a wrong one gets 405 with Allow, not the host's 404.
@@ -28,7 +29,7 @@ async def relink_customer(req: func.HttpRequest) -> func.HttpResponse:
     """POST /api/links/{customerTenantId}/relink: link now and return the outcome."""
     if req.method != "POST":
         return _reply(method_not_allowed(req.method, ["POST"]))
-    api = LinksApi(await get_service())
+    api = await links_api()
     return _reply(await api.relink(req.route_params["customerTenantId"], req.get_body()))
 
 
@@ -38,7 +39,7 @@ async def list_links(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/links?outcome=&top=&continuationToken=: link states, paged."""
     if req.method != "GET":
         return _reply(method_not_allowed(req.method, ["GET"]))
-    api = LinksApi(await get_service())
+    api = await links_api()
     return _reply(await api.list_links(dict(req.params)))
 
 
@@ -48,7 +49,7 @@ async def get_link(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/links/{customerTenantId}: the tenant's link states and recent history."""
     if req.method != "GET":
         return _reply(method_not_allowed(req.method, ["GET"]))
-    api = LinksApi(await get_service())
+    api = await links_api()
     return _reply(await api.get_link(req.route_params["customerTenantId"]))
 
 
@@ -62,6 +63,6 @@ async def retire_identity(req: func.HttpRequest) -> func.HttpResponse:
     """DELETE /api/links/{customerTenantId}/identities/{clientId}: retire an identity's record."""
     if req.method != "DELETE":
         return _reply(method_not_allowed(req.method, ["DELETE"]))
-    api = LinksApi(await get_service())
+    api = await links_api()
     params = req.route_params
     return _reply(await api.retire(params["customerTenantId"], params["clientId"], req.get_body()))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.service import get_service
+from shared.envelope import Source
+
+from .core import handle_queue_message
 
 bp = func.Blueprint()
 
@@ -14,17 +16,5 @@ bp = func.Blueprint()
     arg_name="message", queue_name="%ONBOARDING_QUEUE%", connection="ServiceBusConnection"
 )
 async def onboard_customer(message: func.ServiceBusMessage) -> None:
-    """Link the partner ID in the onboarded customer's tenant.
-
-    Every outcome is recorded and the message completes; a failure worth retrying has already been
-    scheduled as a new message with backoff. Only when that cannot be done does this raise, so that
-    Service Bus delivers the message again.
-    """
-    service = await get_service()
-    outcome = await service.handle(
-        message.get_body(),
-        message_id=message.message_id or "",
-        delivery_count=message.delivery_count or 1,
-        properties=message.application_properties,
-    )
-    service.raise_for_redelivery(outcome)
+    """Link the partner ID in the onboarded customer's tenant (see `handle_queue_message`)."""
+    await handle_queue_message(message, Source.ONBOARDING)

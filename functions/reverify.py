@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.reverify import KIND_PROPERTY, RUN_SUMMARY, handle_summary_check, start_run
-from shared.service import Source, get_service
+from shared.envelope import KIND_PROPERTY, RUN_SUMMARY, Source
+
+from .core import handle_queue_message, service
 
 bp = func.Blueprint()
 
@@ -14,7 +15,9 @@ bp = func.Blueprint()
 @bp.timer_trigger(schedule="%REVERIFY_SCHEDULE%", arg_name="timer", run_on_startup=False)
 async def reverify_links(timer: func.TimerRequest) -> None:
     """Send one verify message per known link; a second firing the same day sends nothing new."""
-    await start_run(await get_service())
+    from shared.reverify import start_run
+
+    await start_run(await service())
 
 
 @bp.function_name("verify_link")
@@ -23,16 +26,10 @@ async def reverify_links(timer: func.TimerRequest) -> None:
 )
 async def verify_link(message: func.ServiceBusMessage) -> None:
     """Check one link and repair it; the same queue carries the run's summary checks."""
-    service = await get_service()
     properties = message.application_properties or {}
     if properties.get(KIND_PROPERTY) == RUN_SUMMARY:
-        await handle_summary_check(service, properties)
+        from shared.reverify import handle_summary_check
+
+        await handle_summary_check(await service(), properties)
         return
-    outcome = await service.handle(
-        message.get_body(),
-        message_id=message.message_id or "",
-        delivery_count=message.delivery_count or 1,
-        properties=properties,
-        source=Source.VERIFY,
-    )
-    service.raise_for_redelivery(outcome)
+    await handle_queue_message(message, Source.VERIFY)

@@ -13,8 +13,6 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, ParamSpec
 
 from .identifiers import is_guid, printable_name
@@ -28,6 +26,7 @@ from .message import (
     parse_onboarding_message,
 )
 from .outcomes import OutcomeKind
+from .problem import ApiResponse, problem, storage_unavailable
 from .retirement import DEFAULT_REASON, InvalidReason, retirement_reason
 from .service import LinkService, is_unavailable
 
@@ -35,10 +34,8 @@ logger = logging.getLogger(__name__)
 _P = ParamSpec("_P")
 
 MAX_BODY_BYTES = 16 * 1024
-_PROBLEM_BASE = "https://pal-autopilot.example/problems/"
 _RELINK_FIELDS = {"identity", "partnerId"}
 _RETIRE_FIELDS = {"reason"}
-STORAGE_RETRY_AFTER_SECONDS = 10
 _LIST_PARAMETERS = {"outcome", "top", "continuationToken"}
 
 # Ledger columns shown for a link, in API names.
@@ -80,46 +77,6 @@ _EVENT_FIELDS = {
 }
 
 
-@dataclass(frozen=True)
-class ApiResponse:
-    status: int
-    body: dict[str, Any] | None
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def content_type(self) -> str:
-        return "application/problem+json" if self.status >= 400 else "application/json"
-
-    def encoded(self) -> bytes:
-        return b"" if self.body is None else json.dumps(self.body, default=_json_default).encode()
-
-
-def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> ApiResponse:
-    return ApiResponse(
-        status,
-        {"type": _PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail, **extra},
-    )
-
-
-def method_not_allowed(method: str, allowed: list[str]) -> ApiResponse:
-    response = problem(405, "method-not-allowed", "Method not allowed", f"{method} is not allowed here")
-    response.headers["Allow"] = ", ".join(allowed)
-    return response
-
-
-def storage_unavailable() -> ApiResponse:
-    """503 with Retry-After: Table Storage cannot be reached; nothing was changed."""
-    response = problem(
-        503,
-        "storage-unavailable",
-        "Try again later",
-        "the ledger (Table Storage) is unavailable; try again later",
-        retryAfterSeconds=STORAGE_RETRY_AFTER_SECONDS,
-    )
-    response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER_SECONDS)
-    return response
-
-
 def _answers_outages(call: Callable[_P, Awaitable[ApiResponse]]) -> Callable[_P, Awaitable[ApiResponse]]:
     """A storage outage is answered 503 with Retry-After; anything else is a bug and raises."""
 
@@ -134,12 +91,6 @@ def _answers_outages(call: Callable[_P, Awaitable[ApiResponse]]) -> Callable[_P,
             return storage_unavailable()
 
     return answer
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(type(value).__name__)
 
 
 def _project(entity: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, Any]:

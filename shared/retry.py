@@ -9,9 +9,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-ATTEMPT_PROPERTY = "palAttempt"
-PAUSES_PROPERTY = "palPauses"
-ORIGINAL_ID_PROPERTY = "palOriginalMessageId"
 _MAX_ROOT_LENGTH = 100  # Service Bus MessageIds are at most 128 characters
 
 

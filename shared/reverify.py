@@ -10,16 +10,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .message_properties import MAX_COUNTER, RUN_ID_PROPERTY, valid_run_id, whole_number
+from .envelope import (
+    CHECK_PROPERTY,
+    KIND_PROPERTY,
+    MAX_COUNTER,
+    RUN_ID_PROPERTY,
+    RUN_SUMMARY,
+    valid_run_id,
+    whole_number,
+)
 from .outcomes import OutcomeKind
 from .queue import OutgoingMessage
 from .service import LinkService
 
 logger = logging.getLogger(__name__)
 
-KIND_PROPERTY = "palKind"
-RUN_SUMMARY = "run-summary"
-CHECK_PROPERTY = "palCheck"
 _BATCH = 500
 _RUN_DEADLINE = timedelta(hours=20)  # a run that never finishes is summarised as incomplete
 

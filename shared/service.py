@@ -15,7 +15,6 @@ import uuid
 import weakref
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
@@ -23,33 +22,27 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 from .credentials import CredentialCache
 from .dead_letters import DeadLetter, broker_reason, dead_letter_attempt
 from .decision import DEFERRED, Counters, Decision, NextAttempt, after_attempt, before_attempt
+from .envelope import (
+    ATTEMPT_PROPERTY,
+    ORIGINAL_ID_PROPERTY,
+    PAUSES_PROPERTY,
+    RUN_ID_PROPERTY,
+    Source,
+    counter,
+    valid_run_id,
+)
 from .http import close_transport, shared_transport
 from .ledger import Attempt, Ledger, LedgerContention, LedgerView, body_digest, chain_id
 from .linker import BeforeWriteFailed, Linker
 from .message import MessageRejected, OnboardingRequest, parse_onboarding_message
-from .message_properties import RUN_ID_PROPERTY as RUN_ID_PROPERTY
-from .message_properties import counter, valid_run_id
 from .outcomes import Outcome, OutcomeKind
 from .queue import QueueSender
-from .retry import (
-    ATTEMPT_PROPERTY,
-    ORIGINAL_ID_PROPERTY,
-    PAUSES_PROPERTY,
-    CredentialBreaker,
-    RetryPolicy,
-    retry_message_id,
-)
+from .retry import CredentialBreaker, RetryPolicy, retry_message_id
 from .settings import Settings
 from .untrusted import message_id_for_records
 from .write_intent import WriteIntent, settle
 
 logger = logging.getLogger(__name__)
-
-
-class Source(StrEnum):
-    ONBOARDING = "onboarding"
-    VERIFY = "verify"
-    RELINK = "relink"
 
 
 class TransientFailure(RuntimeError):
@@ -93,7 +86,7 @@ class _Delivery:
         body: bytes | None = None,
     ) -> _Delivery:
         # Application properties are set by our own scheduling, but anyone who can send to the
-        # queue can set them too: only well-formed values are believed (shared.message_properties).
+        # queue can set them too: only well-formed values are believed (shared.envelope).
         message_id = message_id_for_records(message_id)
         original = properties.get(ORIGINAL_ID_PROPERTY)
         if not (isinstance(original, str) and message_id_for_records(original) == original):

@@ -1,0 +1,61 @@
+"""The delivery envelope: where a queue message came from and the application properties we set.
+
+Every `pal*` property name is defined here once. Our own scheduling sets them, but anyone who can
+send to a queue can set them too: only well-formed values are believed. Light to import (the
+Functions host indexes the triggers with this alone), pure, shared by every trigger that reads them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+ATTEMPT_PROPERTY = "palAttempt"
+"""1 for the message as sent, n for its (n-1)th scheduled retry."""
+PAUSES_PROPERTY = "palPauses"
+"""How many times this attempt was deferred (a broken partner credential, the ledger unavailable)."""
+ORIGINAL_ID_PROPERTY = "palOriginalMessageId"
+"""The MessageId of the message a scheduled copy stands for."""
+RUN_ID_PROPERTY = "palRunId"
+"""The nightly re-verification run a verify message belongs to."""
+KIND_PROPERTY = "palKind"
+"""Set on the verify queue's run-summary checks (value RUN_SUMMARY); absent on verify messages."""
+RUN_SUMMARY = "run-summary"
+CHECK_PROPERTY = "palCheck"
+"""The number of a run-summary check."""
+REPLAY_OF_PROPERTY = "palReplayOf"
+"""Set by `palctl dlq replay`: the MessageId of the dead-lettered message this one replays."""
+MAX_COUNTER = 10_000
+_RUN_ID = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}|[A-Za-z0-9-]{1,40}")
+
+
+def counter(properties: Mapping[str, Any], name: str, default: int) -> int:
+    """A count we set (attempt, pauses): from `default` to MAX_COUNTER; malformed counts as `default`."""
+    try:
+        return min(MAX_COUNTER, max(default, int(properties.get(name, default))))
+    except (TypeError, ValueError, OverflowError):
+        return default
+
+
+def whole_number(value: Any, *, low: int) -> int | None:
+    """An int (or a string of ASCII digits) from `low` to MAX_COUNTER, else None."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 5:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if low <= value <= MAX_COUNTER else None
+
+
+def valid_run_id(value: Any) -> str | None:
+    """A re-verification run id (a UTC date, or a short name of letters, digits and dashes)."""
+    return value if isinstance(value, str) and _RUN_ID.fullmatch(value) else None
+
+
+class Source(StrEnum):
+    """Which way a link is worked on."""
+
+    ONBOARDING = "onboarding"
+    VERIFY = "verify"
+    RELINK = "relink"
