@@ -17,15 +17,18 @@ param environmentName string
 })
 param location string
 
-@description('Object ID of the user (or service principal) running azd. Gets data-plane roles for palctl and local runs; leave empty for none.')
+@description('Object ID of the user (or service principal) running azd: owner of the partner app, and (see deployerDataRoles) holder of the data-plane roles of palctl and local runs. Empty: none.')
 param principalId string = ''
 
 @allowed([
   'User'
   'ServicePrincipal'
 ])
-@description('Kind of principal that principalId names.')
+@description('Kind of principal that principalId names. azd sets it (AZURE_PRINCIPAL_TYPE).')
 param principalType string = 'User'
+
+@description('Give the deploying user (principalType User) the data-plane roles of palctl and a local run: Service Bus send and receive, ledger read and write, Key Vault secrets. Never given to a pipeline\'s service principal.')
+param deployerDataRoles bool = true
 
 @minLength(6)
 @maxLength(10)
@@ -54,16 +57,16 @@ param partnerAppDisplayName string = 'PAL Autopilot'
 @description('Where the admin-consent page sends the customer\'s administrator afterwards. Empty: the Function App\'s address.')
 param consentRedirectUri string = ''
 
-@description('Audience of the managed-identity token used as the client assertion (api://AzureADTokenExchange in the public cloud).')
-param federatedTokenAudience string = 'api://AzureADTokenExchange'
+@description('Audience of the managed-identity token used as the client assertion. Empty: the cloud\'s own (api://AzureADTokenExchange in the public cloud).')
+param federatedTokenAudience string = ''
 
 @minValue(1)
 @maxValue(1000)
 @description('Flex Consumption scale-out limit: bounds the number of concurrent ARM and Entra calls.')
 param maximumInstanceCount int = 40
 
-@description('Turn on Key Vault purge protection (irreversible; recommended once per-customer secrets are stored).')
-param keyVaultPurgeProtection bool = false
+@description('Key Vault purge protection (irreversible once on). Turn off only for throw-away environments: a protected vault cannot be purged, so its name stays taken for 90 days after `azd down`.')
+param keyVaultPurgeProtection bool = true
 
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -76,6 +79,18 @@ var tags = {
 var onboardingQueueName = 'customer-onboarded'
 var verifyQueueName = 'link-verify'
 var ledgerTableName = 'PalLinks'
+
+// The audience Entra ID accepts in a managed-identity token used as a federated assertion, one per
+// cloud ("Configure an application to trust a managed identity", Microsoft Learn). The code derives
+// the same from AZURE_AUTHORITY_HOST (shared/settings.py); both come from the deployment's cloud.
+var exchangeAudiences = {
+  AzureCloud: 'api://AzureADTokenExchange'
+  AzureUSGovernment: 'api://AzureADTokenExchangeUSGov'
+  AzureChinaCloud: 'api://AzureADTokenExchangeChina'
+}
+var exchangeAudience = empty(federatedTokenAudience) ? exchangeAudiences[environment().name] : federatedTokenAudience
+// The issuer of the Function App identity's tokens, which the partner app's credential names.
+var federatedIssuer = '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
 
 var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
 var deploymentContainerName = 'app-package-${resourceToken}'
@@ -166,7 +181,7 @@ module functionApp 'app/function.bicep' = {
     ledgerTableServiceUri: storage.outputs.tableServiceUri
     ledgerTableName: ledgerTableName
     keyVaultUrl: keyVault.outputs.url
-    federatedTokenAudience: federatedTokenAudience
+    federatedTokenAudience: exchangeAudience
   }
 }
 
@@ -177,6 +192,7 @@ module rbac 'app/rbac.bicep' = {
     identityPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
     userPrincipalType: principalType
+    userDataRoles: deployerDataRoles && principalType == 'User'
     storageAccountName: storage.outputs.name
     serviceBusNamespaceName: serviceBus.outputs.name
     keyVaultName: keyVault.outputs.name
@@ -195,7 +211,7 @@ module partnerApp 'app/partner-app.bicep' = if (empty(partnerAppClientId)) {
     uniqueName: 'pal-autopilot-${resourceToken}'
     displayName: partnerAppDisplayName
     identityPrincipalId: identity.outputs.principalId
-    federatedTokenAudience: federatedTokenAudience
+    federatedTokenAudience: exchangeAudience
     redirectUri: redirectUri
     ownerPrincipalId: principalId
   }
@@ -212,9 +228,16 @@ output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output FUNCTION_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
-output FEDERATED_TOKEN_AUDIENCE string = federatedTokenAudience
+output FEDERATED_TOKEN_AUDIENCE string = exchangeAudience
 output PARTNER_APP_CLIENT_ID string = empty(partnerAppClientId) ? partnerApp.outputs.clientId : partnerAppClientId
-output PARTNER_APP_CONSENT_REDIRECT_URI string = redirectUri
+// For infra/scripts/postprovision.*: whether this template created the partner app (then it only
+// checks the credential, from the next two outputs) or an existing app needs the credential added.
+output PARTNER_APP_SOURCE string = empty(partnerAppClientId) ? 'template' : 'existing'
+output PARTNER_APP_FEDERATED_SUBJECT string = empty(partnerAppClientId) ? partnerApp.outputs.federatedSubject : ''
+output PARTNER_APP_FEDERATED_ISSUER string = federatedIssuer
+// Registered only on the app this template creates; an existing app's customers would get
+// AADSTS50011 with it, so for one the output is empty and the consent link carries no redirect.
+output PARTNER_APP_CONSENT_REDIRECT_URI string = empty(partnerAppClientId) ? redirectUri : ''
 output PAL_SERVICEBUS_NAMESPACE string = serviceBus.outputs.hostName
 output ServiceBusConnection__fullyQualifiedNamespace string = serviceBus.outputs.hostName
 output LedgerStorage__tableServiceUri string = storage.outputs.tableServiceUri

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlencode, urlsplit
 
+from shared.envelope import REPLAY_OF_PROPERTY
 from shared.identifiers import is_guid
 from shared.message import MessageRejected, parse_onboarding_message
 from shared.retirement import InvalidReason, retirement_reason
@@ -241,7 +242,7 @@ async def dlq_replay(client: Any, queue: str, chosen: set[str] | None, out: Text
                     message_id=f"{root_message_id(message_id)}:replay{stamp}",
                     content_type=message.content_type,
                     correlation_id=message.correlation_id,
-                    application_properties={"palReplayOf": message_id},
+                    application_properties={REPLAY_OF_PROPERTY: message_id},
                 )
                 await sender.send_messages(copy)
                 await receiver.complete_message(message)
@@ -438,7 +439,10 @@ def parser() -> argparse.ArgumentParser:
     consent.add_argument("--tenant", required=True, help="customer tenant ID")
     consent.add_argument("--client-id", required=True, help="client ID of the partner's multi-tenant app")
     consent.add_argument(
-        "--redirect-uri", help="where Entra ID sends the administrator afterwards (registered on the app)"
+        "--redirect-uri",
+        help="where Entra ID sends the administrator afterwards. It must be registered on the app, or the "
+        "administrator gets AADSTS50011: the template registers PARTNER_APP_CONSENT_REDIRECT_URI on the app "
+        "it creates and nothing on an existing app (leave it out there: Entra ID then uses the app's own)",
     )
     consent.add_argument(
         "--authority", default=PUBLIC_AUTHORITY, help="Entra ID sign-in endpoint (sovereign clouds)"
@@ -476,6 +480,13 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
             admin_consent_url(args.tenant, args.client_id, args.redirect_uri, authority=args.authority),
             file=out,
         )
+        if args.redirect_uri:
+            # palctl cannot see the app's registration; the operator can (docs/customer-onboarding.md).
+            print(
+                "palctl: the redirect URI must be registered on the app (otherwise the administrator gets "
+                "AADSTS50011); leave --redirect-uri out for an app the template did not create",
+                file=sys.stderr,
+            )
         return 0
     if args.command == "enqueue":
         if args.csv is not None:

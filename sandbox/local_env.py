@@ -44,6 +44,12 @@ def local_settings(
         "AZURE_AUTHORITY_HOST": cloud.authority,
         "ARM_ENDPOINT": cloud.arm_url,
         "KEY_VAULT_URL": cloud.key_vault_url,
+        # The sandbox's endpoints are on 127.0.0.1, which no Azure cloud is: the code refuses them
+        # without this. Its Entra ID and ARM check the public cloud's audiences, which a custom
+        # sign-in host or ARM endpoint cannot be derived to, so they are named.
+        "ALLOW_CUSTOM_ENDPOINTS": "true",
+        "FEDERATED_TOKEN_AUDIENCE": "api://AzureADTokenExchange",
+        "ARM_AUDIENCE": "https://management.azure.com",
         # Key Vault's challenge names a resource that must be a parent domain of the vault's host;
         # on 127.0.0.1 no domain can be.
         "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": "false",

@@ -31,7 +31,8 @@ from .vault_secret import (
 
 logger = logging.getLogger(__name__)
 
-ARM_SCOPE = "https://management.azure.com/.default"
+# The scope of ARM tokens and the audience of the federated assertion depend on the cloud:
+# Settings.arm_scope and Settings.federated_token_audience derive them from the configured endpoints.
 
 
 class _FederatedCredential:

@@ -9,7 +9,7 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline.transport import AioHttpTransport
 
-from .credentials import ARM_SCOPE, CredentialCache
+from .credentials import CredentialCache
 from .errors import Stage, classify_error, transient
 from .identifiers import is_partner_id
 from .message import Identity
@@ -39,7 +39,7 @@ class Linker:
         return ACEProvisioningManagementPartnerAPI(
             credential,
             base_url=self._settings.arm_endpoint,
-            credential_scopes=[ARM_SCOPE],
+            credential_scopes=[self._settings.arm_scope],
             transport=self._transport,
             retry_total=self._settings.sdk_retry_total,
         )
@@ -72,7 +72,7 @@ class Linker:
         try:
             # Asked here so a sign-in failure is told apart from an ARM failure; the ARM client's
             # own request reuses this cached token.
-            await credential.get_token(ARM_SCOPE)
+            await credential.get_token(self._settings.arm_scope)
         except Exception as err:  # noqa: BLE001
             outcome = classify_error(
                 err,

@@ -14,6 +14,45 @@ from .identifiers import is_guid, is_partner_id
 
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?$")
+_VAULT_NAME = re.compile(r"^[A-Za-z0-9-]{3,24}$")
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """The hosts of one Azure cloud that the code sends tokens or assertions to, and the audience of
+    the managed-identity token that its Entra ID accepts as a federated assertion ("Configure an
+    application to trust a managed identity", Microsoft Learn)."""
+
+    name: str
+    authority_hosts: frozenset[str]
+    arm_hosts: frozenset[str]
+    key_vault_suffix: str
+    token_exchange_audience: str
+
+
+CLOUDS = (
+    Cloud(
+        "AzureCloud",
+        frozenset({"login.microsoftonline.com"}),
+        frozenset({"management.azure.com"}),
+        ".vault.azure.net",
+        "api://AzureADTokenExchange",
+    ),
+    Cloud(
+        "AzureUSGovernment",
+        frozenset({"login.microsoftonline.us", "login.usgovcloudapi.net"}),
+        frozenset({"management.usgovcloudapi.net"}),
+        ".vault.usgovcloudapi.net",
+        "api://AzureADTokenExchangeUSGov",
+    ),
+    Cloud(
+        "AzureChinaCloud",
+        frozenset({"login.chinacloudapi.cn", "login.partner.microsoftonline.cn"}),
+        frozenset({"management.chinacloudapi.cn"}),
+        ".vault.azure.cn",
+        "api://AzureADTokenExchangeChina",
+    ),
+)
 
 
 class SettingsError(ValueError):
@@ -47,6 +86,11 @@ class Settings:
     key_vault_verify_challenge_resource: bool
     managed_identity_client_id: str | None
     federated_token_audience: str
+    """Derived from the cloud of AZURE_AUTHORITY_HOST unless FEDERATED_TOKEN_AUDIENCE says it."""
+    arm_audience: str
+    """Resource of the ARM tokens: ARM_ENDPOINT itself unless ARM_AUDIENCE (local sandbox) says."""
+    allow_custom_endpoints: bool
+    """ALLOW_CUSTOM_ENDPOINTS: endpoints outside the known clouds (the local sandbox only)."""
     ca_bundle: str | None
     """Extra CA bundle to trust (local sandbox only); None means the system's trust store."""
     max_message_bytes: int
@@ -68,6 +112,11 @@ class Settings:
     @property
     def connection_verify(self) -> str | bool:
         return self.ca_bundle or True
+
+    @property
+    def arm_scope(self) -> str:
+        """The scope of the customer tokens for Azure Resource Manager, in the configured cloud."""
+        return f"{self.arm_audience}/.default"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -97,6 +146,49 @@ class _Reader:
         if parsed.scheme != "https" or not parsed.netloc:
             raise SettingsError(f"setting {name} must be an https:// URL")
         return value.rstrip("/")
+
+    def _cloud_of(self, name: str, url: str, allow_custom: bool) -> Cloud | None:
+        """The known cloud an endpoint belongs to; None for a custom one (only with the override).
+
+        A typo here would send the managed-identity assertion, customer tokens or secrets to some
+        other host, so anything but the known clouds' hosts needs ALLOW_CUSTOM_ENDPOINTS=true, and a
+        known host must be given as https://HOST alone.
+        """
+        parsed = urlparse(url)
+        host = (parsed.hostname or "").lower()
+        found = None
+        for cloud in CLOUDS:
+            vault = host.removesuffix(cloud.key_vault_suffix)
+            if (
+                (name == "AZURE_AUTHORITY_HOST" and host in cloud.authority_hosts)
+                or (name == "ARM_ENDPOINT" and host in cloud.arm_hosts)
+                or (name == "KEY_VAULT_URL" and vault != host and _VAULT_NAME.fullmatch(vault))
+            ):
+                found = cloud
+        if found is not None:
+            try:
+                port = parsed.port
+            except ValueError:
+                port = -1
+            if (
+                parsed.username is not None
+                or port is not None
+                or parsed.path not in {"", "/"}
+                or parsed.params
+                or parsed.query
+                or parsed.fragment
+            ):
+                raise SettingsError(
+                    f"setting {name} must be https://HOST alone (no user, port, path or query)"
+                )
+            return found
+        if allow_custom:
+            return None
+        known = ", ".join(cloud.name for cloud in CLOUDS)
+        raise SettingsError(
+            f"setting {name} is not an endpoint of a known Azure cloud ({known}); set "
+            "ALLOW_CUSTOM_ENDPOINTS=true only for a local stand-in such as the sandbox"
+        )
 
     def _int(self, name: str, default: int, lowest: int, highest: int) -> int:
         raw = self._get(name, str(default))
@@ -182,7 +274,37 @@ class _Reader:
         assert queue is not None and verify_queue is not None
         authority = self._https_url("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com")
         arm = self._https_url("ARM_ENDPOINT", "https://management.azure.com")
+        key_vault_url = self._https_url("KEY_VAULT_URL")
         assert authority is not None and arm is not None
+        allow_custom = self._bool("ALLOW_CUSTOM_ENDPOINTS", False)
+        endpoints = {"AZURE_AUTHORITY_HOST": authority, "ARM_ENDPOINT": arm}
+        endpoints |= {"KEY_VAULT_URL": key_vault_url} if key_vault_url else {}
+        clouds = {name: self._cloud_of(name, url, allow_custom) for name, url in endpoints.items()}
+        sign_in_cloud = clouds["AZURE_AUTHORITY_HOST"]
+        for name, cloud in clouds.items():
+            if cloud is not None and sign_in_cloud is not None and cloud != sign_in_cloud:
+                raise SettingsError(
+                    f"setting {name} belongs to {cloud.name}, "
+                    f"but AZURE_AUTHORITY_HOST to {sign_in_cloud.name}"
+                )
+        audience = self._get("FEDERATED_TOKEN_AUDIENCE")
+        if audience is None:
+            if sign_in_cloud is None:
+                raise SettingsError(
+                    "setting FEDERATED_TOKEN_AUDIENCE is required when AZURE_AUTHORITY_HOST is not a "
+                    "known cloud's (there is no cloud to derive it from)"
+                )
+            audience = sign_in_cloud.token_exchange_audience
+        elif sign_in_cloud is not None and audience != sign_in_cloud.token_exchange_audience:
+            raise SettingsError(
+                f"setting FEDERATED_TOKEN_AUDIENCE must be {sign_in_cloud.token_exchange_audience} in "
+                f"{sign_in_cloud.name} (or left empty): Entra ID accepts no other"
+            )
+        arm_audience = self._https_url("ARM_AUDIENCE")
+        if arm_audience is not None and not allow_custom:
+            raise SettingsError(
+                "setting ARM_AUDIENCE is for a local stand-in of ARM only (with ALLOW_CUSTOM_ENDPOINTS=true)"
+            )
         return Settings(
             partner_id=partner_id,
             allowed_partner_ids=allowed,
@@ -194,11 +316,12 @@ class _Reader:
             ledger_table=table,
             authority_host=authority,
             arm_endpoint=arm,
-            key_vault_url=self._https_url("KEY_VAULT_URL"),
+            key_vault_url=key_vault_url,
             key_vault_verify_challenge_resource=self._bool("KEY_VAULT_VERIFY_CHALLENGE_RESOURCE", True),
             managed_identity_client_id=client_id,
-            federated_token_audience=self._get("FEDERATED_TOKEN_AUDIENCE", "api://AzureADTokenExchange")
-            or "api://AzureADTokenExchange",
+            federated_token_audience=audience,
+            arm_audience=arm_audience or arm,
+            allow_custom_endpoints=allow_custom,
             ca_bundle=ca_bundle,
             max_message_bytes=self._int("MAX_MESSAGE_BYTES", 64 * 1024, 1024, 256 * 1024),
             service_bus_connection_string=self._get("ServiceBusConnection"),

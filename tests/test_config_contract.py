@@ -184,6 +184,25 @@ def test_every_setting_the_code_reads_is_set_by_infra_or_explained() -> None:
     assert not set_by_infra & (defaults | local_only), "a setting is both set and explained as not set"
 
 
+def test_the_custom_endpoint_override_never_reaches_azure() -> None:
+    # ALLOW_CUSTOM_ENDPOINTS lets an endpoint outside the known clouds receive tokens; only the local
+    # sandbox may set it, never infra, and the committed example leaves it off.
+    assert "ALLOW_CUSTOM_ENDPOINTS" in code_settings()
+    assert {"ALLOW_CUSTOM_ENDPOINTS", "ARM_AUDIENCE"} <= commented("local-only")
+    assert not {"ALLOW_CUSTOM_ENDPOINTS", "ARM_AUDIENCE"} & set(app_settings())
+    values = example()["Values"]
+    assert values.get("ALLOW_CUSTOM_ENDPOINTS", "") in {"", "false"}
+    assert values.get("ARM_AUDIENCE", "") == ""
+
+
+def test_endpoints_and_audience_come_from_the_deployments_cloud() -> None:
+    expressions = app_setting_expressions()
+    assert expressions["AZURE_AUTHORITY_HOST"] == "environment().authentication.loginEndpoint"
+    assert expressions["ARM_ENDPOINT"] == "environment().resourceManager"
+    # The audience main.bicep derives per cloud (the same value the federated credential carries).
+    assert expressions["FEDERATED_TOKEN_AUDIENCE"] == "federatedTokenAudience"
+
+
 def test_only_settings_with_a_code_default_are_left_to_it() -> None:
     settings = code_settings()
     without_default = {name for name in commented("default") if settings.get(name) is None}

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import tree_sitter_bicep
+import yaml
 from tree_sitter import Language, Node, Parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -296,17 +297,19 @@ def test_graph_extension_is_declared_where_graph_resources_are() -> None:
 ROLE = {
     "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0": "Azure Service Bus Data Receiver",
     "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39": "Azure Service Bus Data Sender",
+    "090c5cfd-751d-490a-894a-3ce6f1109419": "Azure Service Bus Data Owner",
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
     "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
     "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
 }
-# What the Function App's identity needs: the triggers and retries (Service Bus), the host and the
-# ledger (Storage), per-customer secrets (Key Vault, read only), telemetry (Application Insights).
+# What the Function App's identity needs: the triggers and retries (Service Bus: Data Owner, the
+# least built-in role with which the scale controller can read queue lengths; it includes sending and
+# receiving), the host and the ledger (Storage), per-customer secrets (Key Vault, read only),
+# telemetry (Application Insights).
 FUNCTION_ROLES = {
-    "Azure Service Bus Data Receiver",
-    "Azure Service Bus Data Sender",
+    "Azure Service Bus Data Owner",
     "Storage Blob Data Owner",
     "Storage Table Data Contributor",
     "Key Vault Secrets User",
@@ -386,6 +389,76 @@ def test_user_role_assignments_are_optional() -> None:
             assert declaration is not None and declaration.type == "if_statement", assignment.symbol
 
 
+def rbac_assignments() -> dict[tuple[str, str], Declaration]:
+    """(principal parameter, role name) -> the assignment, in rbac.bicep."""
+    rbac = BicepFile(INFRA / "app" / "rbac.bicep")
+    found = {}
+    for assignment in rbac.resources("Microsoft.Authorization/roleAssignments@"):
+        props = properties(properties(assignment.body)["properties"])
+        arguments = props["roleDefinitionId"].child_by_field_name("arguments")
+        assert arguments is not None
+        role_id = rbac.evaluate(arguments.named_children[-1])
+        found[(text(props["principalId"]), ROLE.get(role_id, role_id))] = assignment
+    return found
+
+
+def scope_of(assignment: Declaration) -> str:
+    return text(properties(assignment.body)["scope"])
+
+
+def test_service_bus_data_owner_lets_the_scale_controller_read_queue_lengths_on_the_namespace() -> None:
+    # With Data Receiver and Sender alone the scale controller cannot read a queue's runtime
+    # properties (message count) and scales on less information.
+    assignments = rbac_assignments()
+    owner = assignments[("identityPrincipalId", "Azure Service Bus Data Owner")]
+    assert scope_of(owner) == "serviceBus"
+    rbac = BicepFile(INFRA / "app" / "rbac.bicep")
+    (namespace,) = rbac.resources("Microsoft.ServiceBus/namespaces@")
+    assert namespace.body is not None and namespace.body.parent is not None
+    assert namespace.symbol == "serviceBus" and "existing" in text(namespace.body.parent)
+    assert any("scale controller" in comment for comment in rbac.comments())
+
+
+def test_table_roles_are_scoped_to_the_table_service_not_the_account() -> None:
+    assignments = rbac_assignments()
+    for principal in ("identityPrincipalId", "userPrincipalId"):
+        assert scope_of(assignments[(principal, "Storage Table Data Contributor")]) == "tableService", (
+            principal
+        )
+    rbac = BicepFile(INFRA / "app" / "rbac.bicep")
+    (table_service,) = rbac.resources("Microsoft.Storage/storageAccounts/tableServices@")
+    assert table_service.symbol == "tableService"
+    assert rbac.evaluate(properties(table_service.body)["name"]) == "default"
+
+
+def test_the_deploying_users_data_roles_are_behind_a_parameter_and_off_for_pipelines() -> None:
+    rbac = BicepFile(INFRA / "app" / "rbac.bicep")
+    assert "userDataRoles" in rbac.params
+    assert "userDataRoles" in text(rbac.vars["withUser"])
+    main = main_bicep()
+    passed = properties(properties(main.module("app/rbac.bicep").body)["params"])
+    assert text(passed["userDataRoles"]) == "deployerDataRoles && principalType == 'User'"
+    assert main.evaluate(main.params["deployerDataRoles"]) is True
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["deployerDataRoles"]["value"] == "${DEPLOYER_DATA_ROLES=true}"
+
+
+def test_key_vault_purge_protection_is_on_unless_turned_off() -> None:
+    main = main_bicep()
+    assert main.evaluate(main.params["keyVaultPurgeProtection"]) is True
+    vault_file = BicepFile(INFRA / "app" / "keyvault.bicep")
+    assert vault_file.evaluate(vault_file.params["purgeProtection"]) is True
+    passed = main.evaluate(properties(main.module("app/keyvault.bicep").body)["params"])
+    assert passed["purgeProtection"] is True
+    (vault,) = module_file("app/keyvault.bicep").resources("Microsoft.KeyVault/vaults@")
+    # The API refuses `false` once it was on, so "off" is sent as absent.
+    assert text(properties(properties(vault.body)["properties"])["enablePurgeProtection"]) == (
+        "purgeProtection ? true : null"
+    )
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["keyVaultPurgeProtection"]["value"] == "${KEY_VAULT_PURGE_PROTECTION=true}"
+
+
 # --- resources --------------------------------------------------------------------------------
 
 
@@ -448,14 +521,68 @@ def test_partner_app_trusts_the_function_identity_with_a_federated_credential() 
     (credential,) = partner.resources("federatedIdentityCredentials@")
     fic = properties(credential.body)
     assert text(fic["subject"]) == "identityPrincipalId"
-    assert partner.evaluate(fic["audiences"]) == ["api://AzureADTokenExchange"]
+    # The cloud's own audience, chosen in main.bicep (test_the_exchange_audience_is_the_clouds_own).
+    assert [text(node) for node in fic["audiences"].named_children] == ["federatedTokenAudience"]
     assert text(fic["issuer"]) == "issuer"
     assert (
         text(partner.vars["issuer"])
         == "'${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'"
     )
-    passed = main_bicep().evaluate(properties(main_bicep().module("app/partner-app.bicep").body)["params"])
-    assert passed["federatedTokenAudience"] == "api://AzureADTokenExchange"
+    main = main_bicep()
+    passed = properties(properties(main.module("app/partner-app.bicep").body)["params"])
+    assert text(passed["federatedTokenAudience"]) == "exchangeAudience"
+
+
+def test_the_exchange_audience_is_the_clouds_own() -> None:
+    # "Configure an application to trust a managed identity" (Microsoft Learn): one audience per
+    # cloud, and the managed-identity token's aud must equal the credential's.
+    main = main_bicep()
+    assert main.evaluate(main.vars["exchangeAudiences"]) == {
+        "AzureCloud": "api://AzureADTokenExchange",
+        "AzureUSGovernment": "api://AzureADTokenExchangeUSGov",
+        "AzureChinaCloud": "api://AzureADTokenExchangeChina",
+    }
+    assert "exchangeAudiences[environment().name]" in text(main.vars["exchangeAudience"])
+    assert main.evaluate(main.params["federatedTokenAudience"]) == ""  # empty: the cloud's own
+    for module in ("app/partner-app.bicep", "app/function.bicep"):
+        passed = properties(properties(main.module(module).body)["params"])
+        assert text(passed["federatedTokenAudience"]) == "exchangeAudience", module
+    assert text(outputs(main)["FEDERATED_TOKEN_AUDIENCE"]) == "exchangeAudience"
+
+
+def outputs(bicep: BicepFile) -> dict[str, Node]:
+    found = {}
+    for node in bicep.root.named_children:
+        if node.type == "output_declaration":
+            named = [child for child in node.named_children if child.type != "comment"]
+            found[text(named[0])] = named[-1]
+    return found
+
+
+def test_the_consent_redirect_is_printed_only_where_the_template_registered_it() -> None:
+    # A reused app was registered elsewhere: sending its customers a redirect URI the template never
+    # registered on it gets them AADSTS50011. The output (and so the hook and the guide) has none then.
+    main = main_bicep()
+    redirect = outputs(main)["PARTNER_APP_CONSENT_REDIRECT_URI"]
+    assert redirect.type == "ternary_expression", text(redirect)
+    condition = redirect.child_by_field_name("condition")
+    alternative = redirect.child_by_field_name("alternative")
+    assert condition is not None and text(condition) == "empty(partnerAppClientId)"
+    assert main.evaluate(alternative) == ""
+
+
+def test_outputs_tell_the_hook_what_bicep_created() -> None:
+    found = outputs(main_bicep())
+    source = found["PARTNER_APP_SOURCE"]
+    assert text(source) == "empty(partnerAppClientId) ? 'template' : 'existing'"
+    subject = found["PARTNER_APP_FEDERATED_SUBJECT"]
+    assert "partnerApp.outputs.federatedSubject" in text(subject)
+    assert text(found["PARTNER_APP_FEDERATED_ISSUER"]) == "federatedIssuer"
+    assert text(main_bicep().vars["federatedIssuer"]) == (
+        "'${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'"
+    )
+    partner = BicepFile(INFRA / "app" / "partner-app.bicep")
+    assert text(outputs(partner)["federatedSubject"]) == "partnerApp::functionIdentity.subject"
 
 
 def test_main_parameters_use_the_azd_variables() -> None:
@@ -492,16 +619,11 @@ def test_names_come_from_the_abbreviations_and_the_resource_token() -> None:
 # --- the post-provision script and azure.yaml -------------------------------------------------
 
 
-def test_azure_yaml_deploys_the_function_and_runs_the_hook() -> None:
-    azure_yaml = (ROOT / "azure.yaml").read_text()
-    assert re.search(r"(?m)^services:\n  function:\n", azure_yaml)
-    assert re.search(r"(?m)^    language: python$", azure_yaml)
-    assert re.search(r"(?m)^    host: function$", azure_yaml)
-    hook = re.search(r"(?m)^    run: (\S+)$", azure_yaml)
-    assert hook is not None
-    script = ROOT / hook.group(1)
-    assert script.is_file()
-    assert script.stat().st_mode & 0o111, f"{script} is not executable"
+def test_azure_yaml_deploys_the_function() -> None:
+    # The hooks are checked in tests/test_hooks.py.
+    azure_yaml = yaml.safe_load((ROOT / "azure.yaml").read_text())
+    assert azure_yaml["services"]["function"] == {"project": ".", "language": "python", "host": "function"}
+    assert azure_yaml["infra"] == {"provider": "bicep", "path": "infra", "module": "main"}
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")

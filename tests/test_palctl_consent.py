@@ -79,3 +79,38 @@ def test_tenant_and_client_id_are_required() -> None:
     with pytest.raises(SystemExit) as exit_info:
         run("consent-url", "--tenant", TENANT)
     assert exit_info.value.code == 2
+
+
+def test_an_empty_redirect_uri_is_left_out(capsys: pytest.CaptureFixture[str]) -> None:
+    # `--redirect-uri "$(azd env get-value PARTNER_APP_CONSENT_REDIRECT_URI)"` for a reused app: the
+    # output is empty there (the template registered nothing on that app), so no redirect is sent and
+    # Entra ID returns the administrator to the app's own registered reply URL.
+    code, output = run("consent-url", "--tenant", TENANT, "--client-id", APP, "--redirect-uri", "")
+    assert code == 0
+    assert output == f"https://login.microsoftonline.com/{TENANT}/adminconsent?client_id={APP}\n"
+    assert capsys.readouterr().err == ""
+
+
+def test_a_redirect_uri_comes_with_the_reminder_that_the_app_must_register_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, output = run(
+        "consent-url",
+        "--tenant",
+        TENANT,
+        "--client-id",
+        APP,
+        "--redirect-uri",
+        "https://func-abc.azurewebsites.net",
+    )
+    assert code == 0 and "redirect_uri=" in output
+    err = capsys.readouterr().err
+    assert "registered" in err and "AADSTS50011" in err
+    assert output.count("\n") == 1, "stdout holds the link alone, for scripts"
+
+
+def test_the_help_says_the_redirect_must_be_registered(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        run("consent-url", "--help")
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "AADSTS50011" in help_text

@@ -20,6 +20,8 @@
 // local-only: ServiceBusConnection (connection string of the local broker or emulator)
 // local-only: KEY_VAULT_VERIFY_CHALLENGE_RESOURCE (true in Azure, the code's default)
 // local-only: PAL_CA_BUNDLE (the sandbox's test CA; Azure uses the system trust store)
+// local-only: ALLOW_CUSTOM_ENDPOINTS (lets the sandbox's 127.0.0.1 endpoints receive tokens; Azure uses only its clouds' hosts)
+// local-only: ARM_AUDIENCE (the sandbox's ARM wants public-cloud tokens at its own address; in Azure the audience is ARM_ENDPOINT)
 // To change a default in Azure, add the setting below (or in the portal) rather than in code.
 param name string
 param planName string
@@ -139,7 +141,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       LEDGER_TABLE: ledgerTableName
       AZURE_CLIENT_ID: identityClientId
       KEY_VAULT_URL: keyVaultUrl
-      // Set from the deployment's cloud so that sovereign clouds work unchanged.
+      // From the deployment's cloud; the code accepts only the known clouds' hosts here and derives
+      // the ARM token scope from ARM_ENDPOINT. The audience is the cloud's own (main.bicep), the
+      // one the partner app's federated credential carries.
       AZURE_AUTHORITY_HOST: environment().authentication.loginEndpoint
       ARM_ENDPOINT: environment().resourceManager
       FEDERATED_TOKEN_AUDIENCE: federatedTokenAudience

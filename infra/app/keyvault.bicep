@@ -5,8 +5,12 @@ param name string
 param location string
 param tags object
 
-@description('Purge protection cannot be turned off again once on.')
-param purgeProtection bool = false
+// Purge protection: a deleted vault or secret stays recoverable for the retention period and nobody,
+// not even an Owner, can purge it before then, so a compromised or mistaken deployer cannot destroy
+// the customers' secrets for good. On by default; main.bicep's keyVaultPurgeProtection turns it off
+// for throw-away environments (which then can be purged by `azd down --purge`).
+@description('Purge protection; cannot be turned off again once on.')
+param purgeProtection bool = true
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: name

@@ -2,13 +2,16 @@
 // (docs/customer-onboarding.md), which creates its service principal in their tenant; the Function
 // App then signs in there as that service principal, with no secret: the app trusts the Function
 // App's user-assigned identity through a federated identity credential (issuer: this tenant's
-// Entra ID v2.0 endpoint, subject: the identity's principal ID, audience: api://AzureADTokenExchange).
+// Entra ID v2.0 endpoint, subject: the identity's principal ID, audience: the cloud's token-exchange
+// audience, api://AzureADTokenExchange in the public cloud).
 // The code's side of this is shared/credentials.py (ClientAssertionCredential with a
 // managed-identity token as the assertion).
 //
-// Declared with the Microsoft Graph Bicep extension (alias in bicepconfig.json). The deploying
-// user needs the right to create app registrations in the partner tenant (Application Developer,
-// or the default user setting that lets users register apps).
+// Declared with the Microsoft Graph Bicep extension (alias in bicepconfig.json), which needs Bicep
+// 0.36.1 or later (bundled from azd 1.17.0) and deploys to the public cloud only. The deploying user
+// needs the right to create app registrations in the partner tenant (Application Developer, or the
+// default user setting that lets users register apps); a service principal that deploys needs the
+// Microsoft Graph application permission Application.ReadWrite.OwnedBy (docs/deploy.md).
 extension microsoftGraphV1
 
 param uniqueName string
@@ -69,3 +72,5 @@ resource partnerApp 'Microsoft.Graph/applications@v1.0' = {
 
 output clientId string = partnerApp.appId
 output objectId string = partnerApp.id
+// What the credential trusts, for the post-provision hook to check without the Azure CLI.
+output federatedSubject string = partnerApp::functionIdentity.subject
