@@ -19,7 +19,7 @@ import hashlib
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -297,6 +297,13 @@ class Ledger:
                 return Recorded(event_row_key=existing_receipt.get("EventRowKey"), duplicate=True)
 
             now = at or datetime.now(UTC)
+            previous = rows.get(state_key) if state_key else None
+            if previous is not None and extends_verification(
+                attempt, outcome, previous, rows.keys() - {state_key}
+            ):
+                if await self._extend_verification(previous, attempt, now):
+                    return Recorded(event_row_key=None, duplicate=False)
+                continue  # the state changed meanwhile: read again and decide again
             event_key = _event_row_key(now)
             operations: list[Any] = [("create", self._event(partition, event_key, attempt, outcome, now))]
             receipt = _clean(
@@ -315,7 +322,6 @@ class Ledger:
             operations.append(_write(receipt, existing_receipt))
             if intent_key in rows:
                 operations.append(_delete(rows[intent_key]))
-            previous = rows.get(state_key) if state_key else None
             if state_key and changes_state(attempt, outcome, previous):
                 operations.append(
                     _write(_state(partition, state_key, attempt, outcome, now, previous), previous)
@@ -328,6 +334,31 @@ class Ledger:
                 raise
             return Recorded(event_row_key=event_key, duplicate=False)
         raise LedgerContention("ledger: too many concurrent writers for this link; try again later")
+
+    async def _extend_verification(self, previous: dict[str, Any], attempt: Attempt, now: datetime) -> bool:
+        """One more night in the link's verified interval: the state row alone, ETag-checked (no
+        history event, no receipt: verifying again is harmless). False when the row changed."""
+        entity = {
+            "PartitionKey": previous["PartitionKey"],
+            "RowKey": previous["RowKey"],
+            "LastCheckedAt": now,
+            "LastLinkedAt": now,
+            "VerifiedCount": int(previous.get("VerifiedCount", 1)) + 1,
+            "LastMessageId": attempt.message_id,
+            **({"LastRunId": attempt.run_id} if attempt.run_id else {}),
+        }
+        try:
+            await self._table.update_entity(
+                entity,
+                mode=UpdateMode.MERGE,
+                etag=previous["_etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except HttpResponseError as err:
+            if err.status_code in (404, 409, 412):
+                return False
+            raise
+        return True
 
     @staticmethod
     def _event(
@@ -498,6 +529,36 @@ def _contention_pause(number: int) -> float:
     return random.uniform(0, min(_CONTENTION_MAX_SECONDS, _CONTENTION_BASE_SECONDS * 2**number))
 
 
+def extends_verification(
+    attempt: Attempt, outcome: Outcome, previous: dict[str, Any], other_rows: Iterable[str]
+) -> bool:
+    """A verification that finds everything as the last one left it only extends the link's
+    verified interval (`VerifiedSince` .. `LastCheckedAt`): no event, no receipt. Anything else
+    (the first verification after a change, a retry that closes a chain, an intent to settle, a
+    different identity or link) is written as an event."""
+    if outcome.kind is not OutcomeKind.VERIFIED or any(other_rows):
+        return False
+    recorded = (
+        previous.get("Outcome"),
+        previous.get("IdentityType"),
+        previous.get("KeyVaultSecretName"),
+        previous.get("LinkedPartnerId"),
+        previous.get("ObjectId"),
+        previous.get("LinkVersion"),
+        previous.get("PartnerId"),
+    )
+    found = (
+        OutcomeKind.VERIFIED.value,
+        attempt.identity_type,
+        attempt.key_vault_secret_name,
+        outcome.partner_id,
+        outcome.object_id,
+        outcome.link_version,
+        attempt.partner_id,
+    )
+    return recorded == found
+
+
 def changes_state(attempt: Attempt, outcome: Outcome, previous: dict[str, Any] | None) -> bool:
     """Whether this attempt's outcome becomes the link's recorded state.
 
@@ -570,6 +631,9 @@ def _state(
 ) -> dict[str, Any]:
     before = previous or {}
     succeeded = outcome.kind.is_success
+    verified = outcome.kind is OutcomeKind.VERIFIED
+    continued = verified and before.get("Outcome") == OutcomeKind.VERIFIED.value
+    verified_now, verified_count = (now, 1) if verified else (None, None)
     return _clean(
         {
             "PartitionKey": partition,
@@ -592,6 +656,9 @@ def _state(
             "Remediation": outcome.remediation,
             "LastCheckedAt": now,
             "LastLinkedAt": now if outcome.kind in _SUCCESS_KINDS else before.get("LastLinkedAt"),
+            # The verified interval: from the first of an unbroken run of verifications.
+            "VerifiedSince": (before.get("VerifiedSince") or now) if continued else verified_now,
+            "VerifiedCount": int(before.get("VerifiedCount", 1)) + 1 if continued else verified_count,
             "ConsecutiveFailures": 0 if succeeded else int(before.get("ConsecutiveFailures", 0)) + 1,
             "LastMessageId": attempt.message_id,
             "LastRunId": attempt.run_id or before.get("LastRunId"),

@@ -4,6 +4,7 @@ verify function repairs drift, and the run is summarised and compared with the p
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -20,10 +21,11 @@ from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.servicebus import ServiceBusBroker
 from shared.reverify import run_id_for, start_run, verify_message
-from shared.service import get_service, reset_service
+from shared.service import LinkService, Source, get_service, reset_service
 
 NORTHWIND_OID = "d87199a7-f53b-4dd6-813d-019f7547bffb"
 FABRIKAM_OID = "fad08631-a20d-46eb-9c68-9bb2395042d8"
+TAILSPIN_OID = "70ef3ca8-58d0-4993-a43c-dd744f31c589"
 
 
 async def onboard_four(bus_env: dict[str, str]) -> None:
@@ -169,3 +171,41 @@ async def test_malformed_run_summary_check_is_completed_once_with_a_warning(
     assert any("run-summary check" in w and "ignored" in w for w in warnings), warnings
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "MARKER" not in logged and "\x1b" not in logged and "\u202e" not in logged
+
+
+async def test_unchanged_nights_extend_the_verified_interval_without_new_events(
+    service: LinkService, cloud: CloudSandbox
+) -> None:
+    linked = await service.handle(json.dumps(message(TAILSPIN)).encode(), message_id="onboard")
+    assert linked.kind.value == "already-linked"
+
+    async def night(run_id: str) -> str:
+        (state,) = await service.ledger.link_states(TAILSPIN)
+        outgoing = verify_message(state, run_id)
+        assert outgoing is not None
+        outcome = await service.handle(
+            outgoing.body,
+            message_id=outgoing.message_id,
+            properties=outgoing.properties,
+            source=Source.VERIFY,
+        )
+        return outcome.kind.value
+
+    assert [await night(run) for run in ("2026-03-01", "2026-03-02", "2026-03-03")] == ["verified"] * 3
+
+    events = await service.ledger.history(TAILSPIN)
+    assert [(e["Outcome"], e.get("RunId")) for e in events] == [
+        ("verified", "2026-03-01"),  # the interval starts
+        ("already-linked", None),
+    ]
+    (state,) = await service.ledger.link_states(TAILSPIN)
+    assert (state["Outcome"], state["VerifiedCount"], state["LastRunId"]) == ("verified", 3, "2026-03-03")
+    assert state["VerifiedSince"] == events[0]["EventTime"] < state["LastCheckedAt"]
+
+    # Something changes (the link is removed and healed): the interval ends, a new one starts later.
+    cloud.delete_link(TAILSPIN, TAILSPIN_OID)
+    assert await night("2026-03-04") == "healed"
+    assert await night("2026-03-05") == "verified"
+    (state,) = await service.ledger.link_states(TAILSPIN)
+    assert state["VerifiedCount"] == 1 and state["VerifiedSince"] > events[0]["EventTime"]
+    assert [e["Outcome"] for e in await service.ledger.history(TAILSPIN)][:2] == ["verified", "healed"]
