@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import logging
 import os
@@ -131,10 +132,13 @@ def _sections(raw: bytes) -> list[_Section]:
     sections, position = [], 0
     while position < len(raw):
         data = Data()
-        size = data.decode(raw[position:])
-        data.rewind()
-        data.next()
-        value = data.get_object()
+        try:
+            size = data.decode(raw[position:])
+            data.rewind()
+            data.next()
+            value = data.get_object()
+        except (DataException, OverflowError) as error:  # proton cannot convert an out-of-range char
+            raise ValueError(f"not an AMQP message: {error}") from error
         if not (isinstance(value, Described) and isinstance(code := value.descriptor, int)) or size <= 0:
             raise ValueError("not an AMQP message")
         if not _HEADER <= code <= _FOOTER:
@@ -144,18 +148,28 @@ def _sections(raw: bytes) -> list[_Section]:
     return sections
 
 
+def _well_formed(sections: list[_Section]) -> bool:
+    """Sections in AMQP's order, each at most once but for a body of several data or sequence sections,
+    and a body of one kind."""
+    codes = [s.code for s in sections]
+    ordered = all(a < b or (a == b and a in (_DATA, _SEQUENCE)) for a, b in itertools.pairwise(codes))
+    return ordered and len({code for code in codes if code in _BODY}) == 1
+
+
 def _split_batch(sections: list[_Section]) -> list[list[_Section]]:
-    # A batch is one transfer of format 0x80013700 whose data sections are whole encoded messages. Proton
-    # does not expose the message format, so the envelope is recognised by its shape.
-    data = [s for s in sections if s.code == _DATA]
-    if data and all(s.code in (_ANNOTATIONS, _PROPERTIES, _DATA) for s in sections):
-        try:
-            inner = [_sections(s.value) for s in data]
-        except (ValueError, DataException):
-            return [sections]
-        if all(any(s.code in _BODY for s in message) for message in inner):
-            return inner
-    return [sections]
+    """The messages one transfer carries. A batch (message format 0x80013700) is an envelope whose body is
+    data sections, each a whole encoded message; Service Bus enqueues each of those with its own
+    properties and ignores the envelope's (the SDKs copy the first message's header, annotations,
+    properties and application properties onto it). Proton does not expose the message format, so a batch
+    is recognised by its shape: a body of data sections only, each one a well-formed message."""
+    body = [s for s in sections if s.code in _BODY]
+    if not body or any(s.code != _DATA for s in body):
+        return [sections]
+    try:
+        messages = [_sections(s.value) for s in body]
+    except ValueError:
+        return [sections]
+    return messages if all(_well_formed(m) for m in messages) else [sections]
 
 
 def _encode(*values: Any) -> bytes:
@@ -171,6 +185,31 @@ def _items(value: Any) -> list[Any]:
 
 def _ms(seconds: float) -> timestamp:
     return timestamp(int(seconds * 1000))
+
+
+def _after_failed_delivery(delivery_count: int, max_delivery_count: int) -> tuple[int, bool]:
+    """A failed delivery (abandoned, lock expired, receiver gone) counts one more; once the count reaches
+    the queue's MaxDeliveryCount the message is dead-lettered (MaxDeliveryCountExceeded) instead of being
+    offered again, so it is delivered at most MaxDeliveryCount times. Returns the count and whether."""
+    count = delivery_count + 1
+    return count, count >= max_delivery_count
+
+
+_LINK_DISPOSITIONS: dict[int, str] = {
+    Delivery.ACCEPTED: "completed",
+    Delivery.REJECTED: "suspended",
+    Delivery.RELEASED: "released",
+}
+
+
+def _link_disposition(state: int, *, undeliverable_here: bool) -> str:
+    """The management link's status name for an outcome a receiver sends on its link. Service Bus takes
+    `modified` as abandon, a failed delivery, whether `delivery-failed` is set (the Python SDK) or not
+    (the JavaScript SDK), and `modified` with `undeliverable-here` as defer. `released` hands back a
+    message the application never saw: AMQP leaves its delivery count as it was."""
+    if state == Delivery.MODIFIED:
+        return "defered" if undeliverable_here else "abandoned"
+    return _LINK_DISPOSITIONS[state]
 
 
 def _present(value: _T | None) -> _T:
@@ -194,7 +233,6 @@ class _Message:
     lock_token: uuid.UUID | None = None
     locked_until: float = 0.0
     dead_letter: tuple[str, str] | None = None  # reason, description
-    dead_letter_source: str | None = None
 
     @property
     def available(self) -> bool:
@@ -220,8 +258,6 @@ class _Message:
         }
         if self.lock_token is not None:
             annotations[symbol("x-opt-locked-until")] = _ms(self.locked_until)
-        if self.dead_letter_source is not None:
-            annotations[symbol("x-opt-deadletter-source")] = self.dead_letter_source
         parts = [_encode(Described(ulong(_HEADER), header), Described(ulong(_ANNOTATIONS), annotations))]
         parts += [s.raw for s in self.sections if s.code == _PROPERTIES]
         app = next((s for s in self.sections if s.code == _APP_PROPERTIES), None)
@@ -368,17 +404,17 @@ class _Core(Handler):
             self._locks.pop(message.lock_token, None)
         message.lock_token = None
         if failed:
-            message.delivery_count += 1
             limit = entity.config.max_delivery_count
-            if entity.dead_letter is not None and message.delivery_count >= limit:
+            message.delivery_count, exceeded = _after_failed_delivery(message.delivery_count, limit)
+            if exceeded and entity.dead_letter is not None:  # a dead letter stays in the dead-letter queue
                 description = f"Message could not be consumed after {limit} delivery attempts."
                 self.dead_letter(entity, message, "MaxDeliveryCountExceeded", description)
 
     def dead_letter(self, entity: _Entity, message: _Message, reason: str, description: str) -> None:
         self.unlock(entity, message, failed=False)
         del entity.messages[message.seq]
+        # No x-opt-deadletter-source: Service Bus sets it only on a dead letter auto-forwarded elsewhere.
         message.deferred, message.dead_letter = False, (reason, description)
-        message.dead_letter_source = entity.config.name
         (entity.dead_letter or entity).messages[message.seq] = message
 
     def settle(self, token: uuid.UUID, status: str, reason: str = "", description: str = "") -> bool:
@@ -585,19 +621,14 @@ class _Core(Handler):
         if token is None:
             delivery.settle()
             return
-        if state == Delivery.ACCEPTED:
-            applied = self.settle(token, "completed")
-        elif state == Delivery.REJECTED:
+        reason, description = "", ""
+        if state == Delivery.REJECTED:
             error = remote.condition.info if remote.condition is not None else None
             error = error if isinstance(error, dict) else {}
-            reason, description = error.get("DeadLetterReason"), error.get("DeadLetterErrorDescription")
-            applied = self.settle(token, "suspended", str(reason or ""), str(description or ""))
-        elif state == Delivery.MODIFIED and remote.undeliverable:
-            applied = self.settle(token, "defered")
-        else:
-            applied = self.settle(
-                token, "abandoned" if state == Delivery.MODIFIED and remote.failed else "released"
-            )
+            reason = str(error.get("DeadLetterReason") or "")
+            description = str(error.get("DeadLetterErrorDescription") or "")
+        status = _link_disposition(state, undeliverable_here=bool(remote.undeliverable))
+        applied = self.settle(token, status, reason, description)
         if not delivery.settled:  # rcv-settle-mode second: the SDK waits for the echo of its outcome
             if applied:
                 delivery.local.failed, delivery.local.undeliverable = remote.failed, remote.undeliverable

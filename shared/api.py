@@ -57,6 +57,8 @@ _LINK_FIELDS = {
     "Remediation": "remediation",
     "LastCheckedAt": "lastCheckedAt",
     "LastLinkedAt": "lastLinkedAt",
+    "VerifiedSince": "verifiedSince",
+    "VerifiedCount": "verifiedCount",
     "ConsecutiveFailures": "consecutiveFailures",
     "FirstSeenAt": "firstSeenAt",
 }

@@ -29,8 +29,18 @@ from azure.servicebus import (
 )
 from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
 from azure.servicebus.exceptions import MessageLockLostError, MessagingEntityNotFoundError
+from proton import Data, Delivery, Described, Message, ulong
 
-from sandbox.servicebus import DEFAULT_CONFIG, QueueConfig, ServiceBusBroker, load_queue_config
+from sandbox.servicebus import (
+    DEFAULT_CONFIG,
+    QueueConfig,
+    ServiceBusBroker,
+    _after_failed_delivery,
+    _link_disposition,
+    _sections,
+    _split_batch,
+    load_queue_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT_LOCK = 1.0
@@ -197,7 +207,7 @@ def test_dead_letter_with_reason_then_complete_from_the_sub_queue(bus: Bus, brok
     (dead,) = dead_letter_queue.receive_messages(max_wait_time=5)
     assert (dead.message_id, dead.dead_letter_reason) == ("d-1", "BadPayload")
     assert dead.dead_letter_error_description == "tenant id missing"
-    assert dead.dead_letter_source == "dead-letter"
+    assert dead.dead_letter_source is None  # Service Bus sets it only on dead letters forwarded elsewhere
     dead_letter_queue.complete_message(dead)
     assert broker.queue_counts("dead-letter") == EMPTY
 
@@ -487,3 +497,76 @@ def test_the_shipped_config_served_from_the_command_line() -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+
+
+# --- the broker's pure queue rules ---
+
+
+@pytest.mark.parametrize(
+    ("count", "limit", "after"),
+    [(0, 10, (1, False)), (8, 10, (9, False)), (9, 10, (10, True)), (0, 1, (1, True))],
+)
+def test_a_failed_delivery_counts_and_dead_letters_at_the_max_delivery_count(
+    count: int, limit: int, after: tuple[int, bool]
+) -> None:
+    assert _after_failed_delivery(count, limit) == after
+
+
+@pytest.mark.parametrize(
+    ("state", "undeliverable_here", "status"),
+    [
+        (Delivery.ACCEPTED, False, "completed"),
+        (Delivery.REJECTED, False, "suspended"),
+        (Delivery.RELEASED, False, "released"),
+        (Delivery.MODIFIED, False, "abandoned"),  # with or without delivery-failed
+        (Delivery.MODIFIED, True, "defered"),
+    ],
+)
+def test_link_outcomes_settle_as_service_bus_does(state: int, undeliverable_here: bool, status: str) -> None:
+    assert _link_disposition(state, undeliverable_here=undeliverable_here) == status
+
+
+def _section(code: int, value: Any) -> bytes:
+    data = Data()
+    data.put_object(Described(ulong(code), value))
+    return data.encode()
+
+
+def _message_ids(raw: bytes) -> list[str]:
+    ids = []
+    for message in _split_batch(_sections(raw)):
+        decoded = Message()
+        decoded.decode(b"".join(section.raw for section in message))
+        ids.append(str(decoded.id))
+    return ids
+
+
+def test_a_batch_envelope_is_split_whatever_sections_it_carries() -> None:
+    inner = [
+        Message(id=f"m-{n}", body=f'{{"n": {n}}}'.encode(), properties={"n": n}, inferred=True).encode()
+        for n in range(2)
+    ]
+    header, annotations, properties, application = (
+        _section(0x70, [True]),
+        _section(0x72, {}),
+        _section(0x73, ["m-0"]),
+        _section(0x74, {"n": 0}),
+    )
+    envelope = header + annotations + properties + application + b"".join(_section(0x75, m) for m in inner)
+    assert _message_ids(envelope) == ["m-0", "m-1"]
+    (second,) = [m for m in _split_batch(_sections(envelope)) if any(s.value == ["m-1"] for s in m)]
+    assert [s.value for s in second if s.code == 0x74] == [{"n": 1}]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"n": 1}',
+        bytes.fromhex("005377739cfbb1d3b9c93a470b0c8099559eeeb52c6f3e77fa35"),  # proton fails on its char
+        _section(0x75, b"data") + _section(0x73, ["late properties"]),  # sections out of order
+        _section(0x73, ["no body"]),
+    ],
+)
+def test_a_data_body_that_is_not_a_message_is_kept_whole(body: bytes) -> None:
+    raw = _section(0x73, ["single"]) + _section(0x75, body)
+    assert _message_ids(raw) == ["single"]
