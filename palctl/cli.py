@@ -19,7 +19,8 @@ from urllib.parse import urlencode, urlsplit
 
 from shared.envelope import REPLAY_OF_PROPERTY
 from shared.identifiers import is_guid
-from shared.message import MessageRejected, parse_onboarding_message
+from shared.message import MessageRejected, parse_onboarding_document
+from shared.message_builder import request_body
 from shared.retirement import InvalidReason, retirement_reason
 from shared.retry import root_message_id
 from shared.untrusted import message_id_for_records, printable, shown
@@ -34,7 +35,6 @@ CSV_COLUMNS = (
     "customerName",
     "correlationId",
 )
-_MAX_BYTES = 256 * 1024
 PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
 _LOOPBACK = frozenset({"localhost", "127.0.0.1"})
 
@@ -61,7 +61,8 @@ def onboarding_message_id(
 
 
 def build_onboarding(fields: dict[str, str | None], *, where: str) -> Onboarding:
-    """Validate one onboarding with the product's parser; raises UsageError naming field and reason."""
+    """Validate one onboarding with the product's parser, then write its canonical v1 body; raises
+    UsageError naming field and reason."""
     identity: dict[str, Any] = {
         "type": fields.get("identityType") or "federated",
         "clientId": fields.get("clientId"),
@@ -76,15 +77,14 @@ def build_onboarding(fields: dict[str, str | None], *, where: str) -> Onboarding
     for name in ("partnerId", "customerName", "correlationId"):
         if fields.get(name):
             message[name] = fields[name]
-    body = json.dumps(message, separators=(",", ":")).encode()
     try:
-        request = parse_onboarding_message(body, default_partner_id="000000", max_bytes=_MAX_BYTES)
+        request = parse_onboarding_document(message, default_partner_id="000000")
     except MessageRejected as rejection:
         raise UsageError(f"{where}: " + "; ".join(rejection.details)) from None
     partner = None if request.partner_id_defaulted else request.partner_id
     return Onboarding(
         onboarding_message_id(request.customer_tenant_id, request.identity.client_id, partner),
-        body,
+        request_body(request),
         request.customer_tenant_id,
     )
 

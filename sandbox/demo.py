@@ -43,8 +43,10 @@ async def _events(ledger: Any, partitions: set[str]) -> list[dict[str, Any]]:
 
 def _final(events: list[dict[str, Any]], message_id: str) -> dict[str, Any] | None:
     """The newest event of a message or its scheduled retries, if it is final."""
+    from shared.ledger import is_final_event
+
     mine = [e for e in events if e["MessageId"] == message_id or e["MessageId"].startswith(message_id + ":")]
-    if mine and mine[0]["Outcome"] not in {"transient"} and not mine[0].get("NextAttemptAt"):
+    if mine and is_final_event(mine[0]):
         return mine[0]
     return None
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 import tempfile
@@ -77,13 +76,12 @@ class SoakReport:
         ]
 
 
-def is_final(event: dict[str, Any]) -> bool:
-    return event["Outcome"] != "transient" and not event.get("NextAttemptAt")
-
-
 async def _send(connection: str, tenants: list[str]) -> list[str]:
     from azure.servicebus import ServiceBusMessage
     from azure.servicebus.aio import ServiceBusClient
+
+    from shared.message import Identity, IdentityType
+    from shared.message_builder import onboarding_body
 
     ids = []
     async with (
@@ -92,13 +90,9 @@ async def _send(connection: str, tenants: list[str]) -> list[str]:
     ):
         batch = await sender.create_message_batch()
         for n, tenant in enumerate(tenants):
-            body = {
-                "schemaVersion": 1,
-                "customerTenantId": tenant,
-                "identity": {"type": "federated", "clientId": APP},
-            }
+            body = onboarding_body(tenant, Identity(IdentityType.FEDERATED, APP))
             message_id = f"soak-{n}"
-            message = ServiceBusMessage(json.dumps(body), message_id=message_id)
+            message = ServiceBusMessage(body, message_id=message_id)
             try:
                 batch.add_message(message)
             except ValueError:
@@ -119,6 +113,7 @@ async def run_soak(
     give_up_after: float = 600,
 ) -> SoakReport:
     """One run; the caller's process must not hold another local host for the same app."""
+    from shared.ledger import is_final_event
     from shared.service import get_service, reset_service
 
     report = SoakReport(messages)
@@ -186,7 +181,7 @@ async def run_soak(
                 for e in await ledger.history(tenant, limit=1000)
                 if e["MessageId"].split(":")[0] == message_id
             ]
-            finals = [e for e in events if is_final(e)]
+            finals = [e for e in events if is_final_event(e)]
             keys = Counter((e["MessageId"], e.get("DeliveryCount")) for e in events)
             report.duplicated_events += sum(count - 1 for count in keys.values())
             if not finals:

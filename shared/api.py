@@ -19,11 +19,10 @@ from .identifiers import is_guid, printable_name
 from .message import (
     DuplicateKeyError,
     MessageRejected,
-    RejectionReason,
     find_credentials,
     json_text,
     loads_strict,
-    parse_onboarding_message,
+    parse_onboarding_document,
 )
 from .outcomes import OutcomeKind
 from .problem import ApiResponse, problem, storage_unavailable
@@ -187,20 +186,15 @@ class LinksApi:
             if "partnerId" not in document and state.get("PartnerId") in ours:
                 message["partnerId"] = state["PartnerId"]
         try:
-            request = parse_onboarding_message(
-                json.dumps(message).encode(),
-                default_partner_id=self._service.settings.partner_id,
-                max_bytes=MAX_BODY_BYTES * 2,
+            # The body's fields were screened for credentials by _read_object; the rest of `message`
+            # is the path's tenant (a GUID) and what the ledger recorded from a parsed request.
+            request = parse_onboarding_document(
+                message, default_partner_id=self._service.settings.partner_id, screened=True
             )
         except MessageRejected as rejection:
-            kind = (
-                "secret-in-request"
-                if rejection.reason is RejectionReason.SECRET_IN_MESSAGE
-                else "invalid-body"
-            )
             return problem(
                 400,
-                kind,
+                "invalid-body",
                 "Invalid request body",
                 "; ".join(rejection.details),
                 errors=list(rejection.details),

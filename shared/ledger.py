@@ -19,7 +19,7 @@ import hashlib
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -120,6 +120,17 @@ def chain_id(original_message_id: str, digest: str | None) -> str:
     return f"{original_message_id}#{digest}" if digest else original_message_id
 
 
+def is_final(outcome: OutcomeKind, *, retry_scheduled: bool) -> bool:
+    """A recorded outcome is its message's last: not worth another attempt, and none scheduled (a
+    paused or backed-off attempt records its outcome with the next attempt already scheduled)."""
+    return not outcome.is_retryable and not retry_scheduled
+
+
+def is_final_event(event: Mapping[str, Any]) -> bool:
+    """A history event (a `Ledger.history` row) is the final outcome of its message's chain."""
+    return is_final(OutcomeKind(event["Outcome"]), retry_scheduled=bool(event.get("NextAttemptAt")))
+
+
 @dataclass(frozen=True)
 class Receipt:
     """The latest recorded attempt of a message and its scheduled retries (one chain).
@@ -138,7 +149,7 @@ class Receipt:
 
     @property
     def is_terminal(self) -> bool:
-        return not self.outcome.is_retryable and self.next_attempt is None
+        return is_final(self.outcome, retry_scheduled=self.next_attempt is not None)
 
     def blocks(self, attempt: int) -> bool:
         """True when attempt number `attempt` of this chain must not be processed (again)."""

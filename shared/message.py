@@ -239,9 +239,17 @@ def _decode(body: bytes, max_bytes: int) -> Any:
 
 def parse_onboarding_message(body: bytes, *, default_partner_id: str, max_bytes: int) -> OnboardingRequest:
     """Parse and validate a message body, or raise MessageRejected with every problem found."""
-    document = _decode(body, max_bytes)
+    return parse_onboarding_document(_decode(body, max_bytes), default_partner_id=default_partner_id)
+
+
+def parse_onboarding_document(
+    document: Any, *, default_partner_id: str, screened: bool = False
+) -> OnboardingRequest:
+    """Validate a decoded message (a JSON value, normally an object), or raise MessageRejected with
+    every problem found. `screened`: the caller has already refused every field of `document` that
+    holds or is named like a credential (`find_credentials`), so it is not scanned again."""
     tenant_hint = _tenant_hint(document)
-    credentials = find_credentials(document)
+    credentials = [] if screened else find_credentials(document)
     if credentials:
         raise MessageRejected(
             RejectionReason.SECRET_IN_MESSAGE,

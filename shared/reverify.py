@@ -19,6 +19,8 @@ from .envelope import (
     valid_run_id,
     whole_number,
 )
+from .message import Identity, IdentityType
+from .message_builder import onboarding_body
 from .outcomes import OutcomeKind
 from .queue import OutgoingMessage
 from .service import LinkService
@@ -27,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 _BATCH = 500
 _RUN_DEADLINE = timedelta(hours=20)  # a run that never finishes is summarised as incomplete
+_IDENTITY_TYPES = frozenset(kind.value for kind in IdentityType)
 
 
 def run_id_for(moment: datetime) -> str:
@@ -35,27 +38,25 @@ def run_id_for(moment: datetime) -> str:
 
 
 def verify_message(state: dict[str, Any], run_id: str) -> OutgoingMessage | None:
-    """A customer-onboarded v1 body for a known link, so verification goes through the same parser."""
+    """A customer-onboarded v1 body for a known link, so verification goes through the same parser;
+    None when the state row holds no identity (or an identity type the parser has never accepted)."""
     tenant, client_id, identity_type = (
         state.get("CustomerTenantId"),
         state.get("ClientId"),
         state.get("IdentityType"),
     )
-    if not (tenant and client_id and identity_type):
+    if not (tenant and client_id and identity_type in _IDENTITY_TYPES):
         return None
-    identity: dict[str, Any] = {"type": identity_type, "clientId": client_id}
-    if state.get("KeyVaultSecretName"):
-        identity["keyVaultSecretName"] = state["KeyVaultSecretName"]
-    body: dict[str, Any] = {"schemaVersion": 1, "customerTenantId": tenant, "identity": identity}
-    for field, column in (
-        ("partnerId", "PartnerId"),
-        ("customerName", "CustomerName"),
-        ("correlationId", "CorrelationId"),
-    ):
-        if state.get(column):
-            body[field] = state[column]
+    identity = Identity(IdentityType(identity_type), client_id, state.get("KeyVaultSecretName") or None)
+    body = onboarding_body(
+        tenant,
+        identity,
+        partner_id=state.get("PartnerId"),
+        customer_name=state.get("CustomerName"),
+        correlation_id=state.get("CorrelationId"),
+    )
     return OutgoingMessage(
-        json.dumps(body, separators=(",", ":")).encode(),
+        body,
         message_id=f"verify:{tenant}:{client_id}:{run_id}",
         properties={RUN_ID_PROPERTY: run_id},
     )
@@ -75,7 +76,7 @@ async def start_run(service: LinkService, *, now: datetime | None = None) -> tup
         message = verify_message(state, run_id)
         if message is None:
             logger.warning(
-                "link %s/%s has no identity recorded; skipped", state["PartitionKey"], state["RowKey"]
+                "link %s/%s has no valid identity recorded; skipped", state["PartitionKey"], state["RowKey"]
             )
             continue
         pending.append(message)

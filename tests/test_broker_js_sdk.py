@@ -20,7 +20,7 @@ from conftest import LITWARE, LITWARE_APP, NORTHWIND, PARTNER_ID, onboarding_mes
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.servicebus import QueueConfig, ServiceBusBroker
-from shared.ledger import UNKNOWN_TENANT
+from shared.ledger import UNKNOWN_TENANT, is_final_event
 from shared.service import get_service
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,7 +251,7 @@ async def final_outcomes(tenants: list[str], count: int, *, timeout: float = 30)
         final = {
             message_id: f"{event['Outcome']} {event.get('Code') or ''}".strip()
             for message_id, event in newest.items()
-            if event["Outcome"] != "transient" and not event.get("NextAttemptAt")
+            if is_final_event(event)
         }
         if len(final) >= count:
             return final

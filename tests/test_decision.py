@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from shared.decision import DEFERRED, Counters, Decision, NextAttempt, after_attempt, before_attempt
+from shared.ledger import Receipt, is_final, is_final_event
 from shared.outcomes import Outcome, OutcomeKind
 from shared.retry import RetryPolicy
 
@@ -95,3 +98,18 @@ def test_a_message_that_waited_too_long_for_the_credential_is_failed(paused_for:
         "partner-credential-broken-too-long",
     )
     assert "300 s" in held.outcome.reason
+
+
+@pytest.mark.parametrize("kind", list(OutcomeKind))
+@pytest.mark.parametrize("retry_scheduled", [False, True])
+def test_a_recorded_outcome_is_final_when_not_retryable_and_no_retry_is_scheduled(
+    kind: OutcomeKind, retry_scheduled: bool
+) -> None:
+    expected = kind is not OutcomeKind.TRANSIENT and not retry_scheduled
+    assert is_final(kind, retry_scheduled=retry_scheduled) is expected
+    event: dict[str, Any] = {"Outcome": kind.value}
+    if retry_scheduled:
+        event["NextAttemptAt"] = datetime(2026, 11, 23, tzinfo=UTC)
+    assert is_final_event(event) is expected
+    receipt = Receipt("m", kind, "why", "e", next_attempt=2 if retry_scheduled else None)
+    assert receipt.is_terminal is expected

@@ -22,7 +22,7 @@ from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.scenario import FaultRule
 from sandbox.servicebus import ServiceBusBroker
-from shared.ledger import UNKNOWN_TENANT
+from shared.ledger import UNKNOWN_TENANT, is_final_event
 from shared.service import get_service
 
 QUEUE = "customer-onboarded"
@@ -50,7 +50,7 @@ async def wait_for_final(tenant: str, message_id: str, *, timeout: float = 30) -
     deadline = time.monotonic() + timeout
     while True:
         mine = [e for e in await history(tenant) if e["MessageId"].split(":retry")[0] == message_id]
-        if mine and mine[0]["Outcome"] != "transient" and not mine[0].get("NextAttemptAt"):
+        if mine and is_final_event(mine[0]):
             return mine
         if time.monotonic() > deadline:
             raise AssertionError(f"no final outcome for {message_id} within {timeout} s: {mine}")

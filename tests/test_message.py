@@ -8,14 +8,21 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.message import (
+    Identity,
     IdentityType,
     MessageRejected,
+    OnboardingRequest,
     RejectionReason,
     find_credentials,
+    parse_onboarding_document,
     parse_onboarding_message,
 )
+from shared.message_builder import onboarding_body, request_body
+from shared.screening import shaped_like_credential
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "shared" / "schemas" / "customer-onboarded.v1.schema.json").read_text())
@@ -270,3 +277,97 @@ def test_huge_numbers_and_unsupported_versions_are_rejected_without_echo() -> No
     assert rejection(huge).reason is RejectionReason.NOT_JSON
     unsupported = rejection(message(schemaVersion=123456789))
     assert "123456789" not in " ".join(unsupported.details)
+
+
+# --- the builder: build -> parse gives the same request ------------------------------------------
+
+_guids = st.uuids().map(str).filter(lambda g: g != "00000000-0000-0000-0000-000000000000")
+_secret_names = st.from_regex(r"[0-9a-zA-Z-]{1,127}", fullmatch=True)
+_partner_ids = st.from_regex(r"[0-9]{6,10}", fullmatch=True)
+
+
+def _texts(max_size: int) -> st.SearchStrategy[str]:
+    """Values the parser accepts: not blank, no control characters, not shaped like a credential."""
+    alphabet = st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\x85\u2028\u2029")
+    return st.text(alphabet, min_size=1, max_size=max_size).filter(
+        lambda text: bool(text.strip()) and not shaped_like_credential(text)
+    )
+
+
+@st.composite
+def _identities(draw: st.DrawFn) -> Identity:
+    kind = draw(st.sampled_from(IdentityType))
+    name = (
+        None
+        if kind is IdentityType.FEDERATED
+        else draw(_secret_names.filter(lambda n: not shaped_like_credential(n)))
+    )
+    return Identity(kind, draw(_guids), name)
+
+
+@st.composite
+def _requests(draw: st.DrawFn) -> OnboardingRequest:
+    defaulted = draw(st.booleans())
+    return OnboardingRequest(
+        customer_tenant_id=draw(_guids),
+        identity=draw(_identities()),
+        partner_id=draw(_partner_ids),
+        partner_id_defaulted=defaulted,
+        customer_name=draw(st.none() | _texts(256)),
+        correlation_id=draw(st.none() | _texts(128)),
+    )
+
+
+@given(request=_requests(), other_default=_partner_ids)
+def test_a_built_body_parses_to_the_request_it_was_built_from(
+    request: OnboardingRequest, other_default: str
+) -> None:
+    body = request_body(request)
+    default = request.partner_id if request.partner_id_defaulted else other_default
+    assert parse_onboarding_message(body, default_partner_id=default, max_bytes=65536) == request
+    assert jsonschema.Draft202012Validator(SCHEMA).is_valid(json.loads(body))
+    assert body.isascii()
+
+
+def test_the_builder_writes_the_canonical_compact_body() -> None:
+    identity = Identity(IdentityType.SECRET, APP, "fabrikam-pal-secret")
+    assert onboarding_body(TENANT, identity, partner_id="1234567", customer_name="Caf\u00e9") == (
+        b'{"schemaVersion":1,"customerTenantId":"' + TENANT.encode() + b'","identity":{"type":"secret",'
+        b'"clientId":"' + APP.encode() + b'","keyVaultSecretName":"fabrikam-pal-secret"},'
+        b'"partnerId":"1234567","customerName":"Caf\\u00e9"}'
+    )
+    federated = onboarding_body(TENANT, Identity(IdentityType.FEDERATED, APP), partner_id=None)
+    assert json.loads(federated) == message()
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        message(),
+        message(partnerId="7654321", customerName="Fabrikam", correlationId="crm-1"),
+        message(identity={"type": "secret", "clientId": APP, "clientSecret": "hunter2"}),
+        message(customerTenantId="nope", identity=[], partnerId=5),
+        message(schemaVersion=2),
+        [message()],
+        None,
+    ],
+)
+def test_the_document_parser_agrees_with_the_body_parser(document: Any) -> None:
+    def outcome(parse_it: Any) -> Any:
+        try:
+            return parse_it()
+        except MessageRejected as rejected:
+            return (rejected.reason, rejected.details, rejected.customer_tenant_id)
+
+    from_body = outcome(lambda: parse(document))
+    from_document = outcome(lambda: parse_onboarding_document(document, default_partner_id="1234567"))
+    assert from_document == from_body
+
+
+def test_a_screened_document_is_not_scanned_for_credentials_again() -> None:
+    document = message(customerName=PLANTED)
+    with pytest.raises(MessageRejected) as caught:
+        parse_onboarding_document(document, default_partner_id="1234567")
+    assert caught.value.reason is RejectionReason.SECRET_IN_MESSAGE
+    request = parse_onboarding_document(document, default_partner_id="1234567", screened=True)
+    assert request.customer_name == PLANTED

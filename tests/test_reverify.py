@@ -127,6 +127,46 @@ def test_verify_message_is_a_valid_onboarding_message() -> None:
     assert verify_message({"CustomerTenantId": NORTHWIND}, "2026-11-23") is None
 
 
+@pytest.mark.parametrize(
+    ("state", "body"),
+    [
+        (
+            {
+                "CustomerTenantId": NORTHWIND,
+                "ClientId": FABRIKAM_APP,
+                "IdentityType": "secret",
+                "KeyVaultSecretName": "fabrikam-pal-secret",
+                "PartnerId": "1234567",
+                "CustomerName": "Northwind \u00e9",
+                "CorrelationId": "crm-1",
+            },
+            (
+                f'{{"schemaVersion":1,"customerTenantId":"{NORTHWIND}","identity":{{"type":"secret",'
+                f'"clientId":"{FABRIKAM_APP}","keyVaultSecretName":"fabrikam-pal-secret"}},'
+                '"partnerId":"1234567","customerName":"Northwind \\u00e9","correlationId":"crm-1"}'
+            ).encode(),
+        ),
+        (
+            {
+                "CustomerTenantId": NORTHWIND,
+                "ClientId": FABRIKAM_APP,
+                "IdentityType": "federated",
+                "KeyVaultSecretName": "",
+                "PartnerId": None,
+                "CustomerName": "",
+            },
+            (
+                f'{{"schemaVersion":1,"customerTenantId":"{NORTHWIND}",'
+                f'"identity":{{"type":"federated","clientId":"{FABRIKAM_APP}"}}}}'
+            ).encode(),
+        ),
+    ],
+)
+def test_verify_message_body_is_the_canonical_v1_body(state: dict[str, Any], body: bytes) -> None:
+    outgoing = verify_message(state, "2026-11-23")
+    assert outgoing is not None and outgoing.body == body
+
+
 VERIFY_QUEUE = "link-verify"
 HOSTILE = "MARKER-\x1b[31m\u202e-value"
 
