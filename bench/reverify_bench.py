@@ -133,8 +133,8 @@ async def one_night(settings: Any, concurrency: int, run_id: str, table_ms: floa
 
     from shared.ledger import Ledger
     from shared.outcomes import OutcomeKind
-    from shared.reverify import verify_message
-    from shared.service import LinkService, Source
+    from shared.reverify import verify_now
+    from shared.service import LinkService
 
     table_requests = Counter[str]()
 
@@ -160,14 +160,8 @@ async def one_night(settings: Any, concurrency: int, run_id: str, table_ms: floa
     async def worker() -> None:
         # As the host does: maxConcurrentCalls messages in flight, the next taken when one is done.
         for state in pending:
-            outgoing = verify_message(state, run_id)
-            assert outgoing is not None
-            outcome = await service.handle(
-                outgoing.body,
-                message_id=outgoing.message_id,
-                properties=outgoing.properties,
-                source=Source.VERIFY,
-            )
+            outcome = await verify_now(service, state, run_id)
+            assert outcome is not None
             outcomes[outcome.kind.value] += 1
 
     started, cpu_started = time.perf_counter(), time.process_time()

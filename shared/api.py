@@ -159,32 +159,10 @@ class LinksApi:
 
         message: dict[str, Any] = {"schemaVersion": 1, "customerTenantId": tenant, **document}
         if "identity" not in document:
-            states = await self._service.ledger.link_states(tenant)
-            if not states:
-                return problem(
-                    404,
-                    "unknown-tenant",
-                    "Unknown customer tenant",
-                    "no link is recorded for this tenant; give the identity in the body to link it",
-                )
-            if len(states) > 1:
-                clients = ", ".join(sorted(state["ClientId"] for state in states))
-                return problem(
-                    400,
-                    "identity-required",
-                    "Identity required",
-                    f"several identities are recorded for this tenant ({clients}); give identity in the body",
-                )
-            state = states[0]
-            identity = {"type": state["IdentityType"], "clientId": state["ClientId"]}
-            if state.get("KeyVaultSecretName"):
-                identity["keyVaultSecretName"] = state["KeyVaultSecretName"]
-            message["identity"] = identity
-            # The partner ID asked for last time, if it is still one of ours (a state written before
-            # ALLOWED_PARTNER_IDS may hold a foreign one; PARTNER_ID then applies).
-            ours = self._service.settings.allowed_partner_ids
-            if "partnerId" not in document and state.get("PartnerId") in ours:
-                message["partnerId"] = state["PartnerId"]
+            recorded = await self._recorded_identity(tenant, document)
+            if isinstance(recorded, ApiResponse):
+                return recorded
+            message |= recorded
         try:
             # The body's fields were screened for credentials by _read_object; the rest of `message`
             # is the path's tenant (a GUID) and what the ledger recorded from a parsed request.
@@ -224,6 +202,38 @@ class LinksApi:
         if outcome.kind is OutcomeKind.REJECTED:  # a partner ID that is not ours: nothing was called
             return problem(403, outcome.code or "rejected", "Not allowed", outcome.reason, **result)
         return ApiResponse(200, result)
+
+    async def _recorded_identity(self, tenant: str, document: dict[str, Any]) -> dict[str, Any] | ApiResponse:
+        """For a body-less relink: the one identity recorded for the tenant (and the partner ID it
+        asked for last, if that is still one of ours), or the problem that there is none or several."""
+        states = await self._service.ledger.link_states(tenant)
+        if not states:
+            return problem(
+                404,
+                "unknown-tenant",
+                "Unknown customer tenant",
+                "no link is recorded for this tenant; give the identity in the body to link it",
+            )
+        if len(states) > 1:
+            clients = ", ".join(sorted(state["ClientId"] for state in states))
+            return problem(
+                400,
+                "identity-required",
+                "Identity required",
+                f"several identities are recorded for this tenant ({clients}); give identity in the body",
+            )
+        state = states[0]
+        identity = {"type": state["IdentityType"], "clientId": state["ClientId"]}
+        if state.get("KeyVaultSecretName"):
+            identity["keyVaultSecretName"] = state["KeyVaultSecretName"]
+        recorded: dict[str, Any] = {"identity": identity}
+        # A state written before ALLOWED_PARTNER_IDS may hold a foreign ID: PARTNER_ID then applies.
+        if (
+            "partnerId" not in document
+            and state.get("PartnerId") in self._service.settings.allowed_partner_ids
+        ):
+            recorded["partnerId"] = state["PartnerId"]
+        return recorded
 
     @_answers_outages
     async def list_links(self, parameters: Mapping[str, str]) -> ApiResponse:

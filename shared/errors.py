@@ -259,27 +259,7 @@ def classify_error(
         )
 
     if stage is Stage.KEY_VAULT:
-        # Our side (the vault's setting, the Function App's role): every tenant using Key Vault.
-        if isinstance(error, KeyVaultNotConfigured):
-            reason = "Key Vault is not configured (KEY_VAULT_URL is not set)"
-            remediation = "Set KEY_VAULT_URL to the vault of the customers' secrets (azd provision does)."
-        elif status in (401, 403):
-            reason = f"the Function App may not read Key Vault secrets (HTTP {status})"
-            remediation = (
-                "Grant the Function App's managed identity the Key Vault Secrets User role on the vault "
-                "(azd provision restores it)."
-            )
-        else:
-            failure = f"HTTP {status}" if status else type(error).__name__
-            reason = f"could not read Key Vault secret {{secret_name}} ({failure})"
-            remediation = "Check KEY_VAULT_URL and the vault; see the operations runbook."
-        return Outcome(
-            OutcomeKind.PARTNER_CREDENTIAL_BROKEN,
-            reason.format(**names),
-            code="KeyVault" + (f"HTTP{status}" if status else type(error).__name__),
-            remediation=remediation.format(**names),
-        )
-
+        return _key_vault_outcome(error, status, names)
     if stage is Stage.TOKEN:
         # No AADSTS code: our side could not even produce a credential (managed identity missing,
         # unreadable certificate, ...). That breaks every tenant using this identity.
@@ -291,6 +271,35 @@ def classify_error(
             "credentials; see the operations runbook.",
         )
 
+    return _arm_outcome(error, status, names)
+
+
+def _key_vault_outcome(error: BaseException, status: int | None, names: dict[str, str]) -> Outcome:
+    """Key Vault could not be read: our side (the vault's setting, the Function App's role), so
+    every tenant using Key Vault is affected."""
+    if isinstance(error, KeyVaultNotConfigured):
+        reason = "Key Vault is not configured (KEY_VAULT_URL is not set)"
+        remediation = "Set KEY_VAULT_URL to the vault of the customers' secrets (azd provision does)."
+    elif status in (401, 403):
+        reason = f"the Function App may not read Key Vault secrets (HTTP {status})"
+        remediation = (
+            "Grant the Function App's managed identity the Key Vault Secrets User role on the vault "
+            "(azd provision restores it)."
+        )
+    else:
+        failure = f"HTTP {status}" if status else type(error).__name__
+        reason = f"could not read Key Vault secret {{secret_name}} ({failure})"
+        remediation = "Check KEY_VAULT_URL and the vault; see the operations runbook."
+    return Outcome(
+        OutcomeKind.PARTNER_CREDENTIAL_BROKEN,
+        reason.format(**names),
+        code="KeyVault" + (f"HTTP{status}" if status else type(error).__name__),
+        remediation=remediation.format(**names),
+    )
+
+
+def _arm_outcome(error: BaseException, status: int | None, names: dict[str, str]) -> Outcome:
+    """What an ARM error that is neither a network error nor a retryable status means."""
     arm_code = _arm_error_code(error)
     if arm_code == "PartnerIdInvalid":
         return Outcome(
@@ -312,7 +321,8 @@ def classify_error(
         return transient("arm: the access token was refused", code=arm_code or "HTTP401")
     if isinstance(error, HttpResponseError):
         return transient(f"arm: unexpected HTTP {status} ({arm_code or 'no error code'})", code=arm_code)
-    return transient(f"{stage.value}: unexpected error ({type(error).__name__})", code=type(error).__name__)
+
+    return transient(f"arm: unexpected error ({type(error).__name__})", code=type(error).__name__)
 
 
 def _unusable_secret(error: UnusableSecret) -> Outcome:

@@ -316,27 +316,7 @@ class Ledger:
                     return Recorded(event_row_key=None, duplicate=False)
                 continue  # the state changed meanwhile: read again and decide again
             event_key = _event_row_key(now)
-            operations: list[Any] = [("create", self._event(partition, event_key, attempt, outcome, now))]
-            receipt = _clean(
-                {
-                    "PartitionKey": partition,
-                    "RowKey": receipt_key,
-                    "MessageId": attempt.message_id,
-                    "OriginalMessageId": attempt.chain_id,
-                    "NextAttempt": attempt.next_attempt,
-                    "Outcome": outcome.kind.value,
-                    "Reason": outcome.reason,
-                    "EventRowKey": event_key,
-                    "RecordedAt": now,
-                }
-            )
-            operations.append(_write(receipt, existing_receipt))
-            if intent_key in rows:
-                operations.append(_delete(rows[intent_key]))
-            if state_key and changes_state(attempt, outcome, previous):
-                operations.append(
-                    _write(_state(partition, state_key, attempt, outcome, now, previous), previous)
-                )
+            operations = self._operations(attempt, outcome, rows, event_key, now)
             try:
                 await self._table.submit_transaction(operations)
             except HttpResponseError as err:  # TableTransactionError for a failed batch
@@ -345,6 +325,43 @@ class Ledger:
                 raise
             return Recorded(event_row_key=event_key, duplicate=False)
         raise LedgerContention("ledger: too many concurrent writers for this link; try again later")
+
+    def _operations(
+        self,
+        attempt: Attempt,
+        outcome: Outcome,
+        rows: dict[str, dict[str, Any]],
+        event_key: str,
+        now: datetime,
+    ) -> list[Any]:
+        """The transaction: the history event, the chain's receipt, the removal of a settled intent,
+        and the link's state when the outcome changes it."""
+        partition = self.partition(attempt)
+        receipt_key, intent_key = receipt_row_key(attempt.chain_id), intent_row_key(attempt.chain_id)
+        state_key = f"{_STATE}{attempt.client_id}" if attempt.client_id else None
+        receipt = _clean(
+            {
+                "PartitionKey": partition,
+                "RowKey": receipt_key,
+                "MessageId": attempt.message_id,
+                "OriginalMessageId": attempt.chain_id,
+                "NextAttempt": attempt.next_attempt,
+                "Outcome": outcome.kind.value,
+                "Reason": outcome.reason,
+                "EventRowKey": event_key,
+                "RecordedAt": now,
+            }
+        )
+        operations: list[Any] = [
+            ("create", self._event(partition, event_key, attempt, outcome, now)),
+            _write(receipt, rows.get(receipt_key)),
+        ]
+        if intent_key in rows:
+            operations.append(_delete(rows[intent_key]))
+        previous = rows.get(state_key) if state_key else None
+        if state_key and changes_state(attempt, outcome, previous):
+            operations.append(_write(_state(partition, state_key, attempt, outcome, now, previous), previous))
+        return operations
 
     async def _extend_verification(self, previous: dict[str, Any], attempt: Attempt, now: datetime) -> bool:
         """One more night in the link's verified interval: the state row alone, ETag-checked (no

@@ -16,12 +16,13 @@ from .envelope import (
     MAX_COUNTER,
     RUN_ID_PROPERTY,
     RUN_SUMMARY,
+    Source,
     valid_run_id,
     whole_number,
 )
 from .message import Identity, IdentityType
 from .message_builder import onboarding_body
-from .outcomes import OutcomeKind
+from .outcomes import Outcome, OutcomeKind
 from .queue import OutgoingMessage
 from .service import LinkService
 
@@ -59,6 +60,17 @@ def verify_message(state: dict[str, Any], run_id: str) -> OutgoingMessage | None
         body,
         message_id=f"verify:{tenant}:{client_id}:{run_id}",
         properties={RUN_ID_PROPERTY: run_id},
+    )
+
+
+async def verify_now(service: LinkService, state: dict[str, Any], run_id: str) -> Outcome | None:
+    """Verify one recorded link in this process, as its verify message would (the benchmark and
+    the tests); None when the state row holds no identity."""
+    outgoing = verify_message(state, run_id)
+    if outgoing is None:
+        return None
+    return await service.handle(
+        outgoing.body, message_id=outgoing.message_id, properties=outgoing.properties, source=Source.VERIFY
     )
 
 

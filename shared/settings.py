@@ -124,6 +124,16 @@ class Settings:
         return _Reader(os.environ if env is None else env).settings()
 
 
+@dataclass(frozen=True)
+class _CloudEndpoints:
+    authority: str
+    arm: str
+    key_vault_url: str | None
+    audience: str
+    arm_audience: str
+    allow_custom: bool
+
+
 class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
@@ -226,20 +236,8 @@ class _Reader:
             raise SettingsError(f"setting {name} must include PARTNER_ID")
         return frozenset(ids)
 
-    def settings(self) -> Settings:
-        partner_id = self._required("PARTNER_ID")
-        if not is_partner_id(partner_id):
-            raise SettingsError("setting PARTNER_ID must be 6 to 10 digits (the Associated Partner ID)")
-
-        allowed = self._partner_ids("ALLOWED_PARTNER_IDS", including=partner_id)
-
-        on_other = self._get("ON_OTHER_PARTNER", OnOtherPartner.UPDATE.value)
-        assert on_other is not None
-        try:
-            on_other_partner = OnOtherPartner(on_other.lower())
-        except ValueError:
-            raise SettingsError("setting ON_OTHER_PARTNER must be 'update' or 'keep'") from None
-
+    def _ledger(self) -> tuple[str | None, str | None, str]:
+        """The ledger's connection (a connection string or an identity-based endpoint) and table."""
         connection_string = self._get("LedgerStorage")
         table_uri = self._get("LedgerStorage__tableServiceUri")
         if (connection_string is None) == (table_uri is None):
@@ -254,24 +252,11 @@ class _Reader:
         assert table is not None
         if not _TABLE_NAME.fullmatch(table):
             raise SettingsError("setting LEDGER_TABLE must be 3-63 letters or digits, starting with a letter")
+        return connection_string, table_uri, table
 
-        client_id = self._get("AZURE_CLIENT_ID")
-        if client_id is not None and not is_guid(client_id):
-            raise SettingsError("setting AZURE_CLIENT_ID must be a GUID")
-
-        ca_bundle = self._get("PAL_CA_BUNDLE")
-        if ca_bundle is not None and not Path(ca_bundle).is_file():
-            raise SettingsError("setting PAL_CA_BUNDLE must name an existing PEM file")
-
-        namespace = self._get("ServiceBusConnection__fullyQualifiedNamespace")
-        if namespace is not None and not _HOST_NAME.fullmatch(namespace):
-            raise SettingsError(
-                "setting ServiceBusConnection__fullyQualifiedNamespace must be a host name "
-                "such as contoso.servicebus.windows.net"
-            )
-        queue = self._get("ONBOARDING_QUEUE", "customer-onboarded")
-        verify_queue = self._get("VERIFY_QUEUE", "link-verify")
-        assert queue is not None and verify_queue is not None
+    def _cloud(self) -> _CloudEndpoints:
+        """Entra ID, ARM and Key Vault endpoints of one known cloud (or any, when allowed), and the
+        audiences that follow from it."""
         authority = self._https_url("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com")
         arm = self._https_url("ARM_ENDPOINT", "https://management.azure.com")
         key_vault_url = self._https_url("KEY_VAULT_URL")
@@ -305,6 +290,42 @@ class _Reader:
             raise SettingsError(
                 "setting ARM_AUDIENCE is for a local stand-in of ARM only (with ALLOW_CUSTOM_ENDPOINTS=true)"
             )
+        return _CloudEndpoints(authority, arm, key_vault_url, audience, arm_audience or arm, allow_custom)
+
+    def settings(self) -> Settings:
+        partner_id = self._required("PARTNER_ID")
+        if not is_partner_id(partner_id):
+            raise SettingsError("setting PARTNER_ID must be 6 to 10 digits (the Associated Partner ID)")
+
+        allowed = self._partner_ids("ALLOWED_PARTNER_IDS", including=partner_id)
+
+        on_other = self._get("ON_OTHER_PARTNER", OnOtherPartner.UPDATE.value)
+        assert on_other is not None
+        try:
+            on_other_partner = OnOtherPartner(on_other.lower())
+        except ValueError:
+            raise SettingsError("setting ON_OTHER_PARTNER must be 'update' or 'keep'") from None
+
+        connection_string, table_uri, table = self._ledger()
+
+        client_id = self._get("AZURE_CLIENT_ID")
+        if client_id is not None and not is_guid(client_id):
+            raise SettingsError("setting AZURE_CLIENT_ID must be a GUID")
+
+        ca_bundle = self._get("PAL_CA_BUNDLE")
+        if ca_bundle is not None and not Path(ca_bundle).is_file():
+            raise SettingsError("setting PAL_CA_BUNDLE must name an existing PEM file")
+
+        namespace = self._get("ServiceBusConnection__fullyQualifiedNamespace")
+        if namespace is not None and not _HOST_NAME.fullmatch(namespace):
+            raise SettingsError(
+                "setting ServiceBusConnection__fullyQualifiedNamespace must be a host name "
+                "such as contoso.servicebus.windows.net"
+            )
+        queue = self._get("ONBOARDING_QUEUE", "customer-onboarded")
+        verify_queue = self._get("VERIFY_QUEUE", "link-verify")
+        assert queue is not None and verify_queue is not None
+        cloud = self._cloud()
         return Settings(
             partner_id=partner_id,
             allowed_partner_ids=allowed,
@@ -314,14 +335,14 @@ class _Reader:
             ledger_connection_string=connection_string,
             ledger_table_service_uri=table_uri,
             ledger_table=table,
-            authority_host=authority,
-            arm_endpoint=arm,
-            key_vault_url=key_vault_url,
+            authority_host=cloud.authority,
+            arm_endpoint=cloud.arm,
+            key_vault_url=cloud.key_vault_url,
             key_vault_verify_challenge_resource=self._bool("KEY_VAULT_VERIFY_CHALLENGE_RESOURCE", True),
             managed_identity_client_id=client_id,
-            federated_token_audience=audience,
-            arm_audience=arm_audience or arm,
-            allow_custom_endpoints=allow_custom,
+            federated_token_audience=cloud.audience,
+            arm_audience=cloud.arm_audience,
+            allow_custom_endpoints=cloud.allow_custom,
             ca_bundle=ca_bundle,
             max_message_bytes=self._int("MAX_MESSAGE_BYTES", 64 * 1024, 1024, 256 * 1024),
             service_bus_connection_string=self._get("ServiceBusConnection"),

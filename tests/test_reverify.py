@@ -20,8 +20,8 @@ from conftest import onboarding_message as message
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.servicebus import ServiceBusBroker
-from shared.reverify import run_id_for, start_run, verify_message
-from shared.service import LinkService, Source, get_service, reset_service
+from shared.reverify import run_id_for, start_run, verify_message, verify_now
+from shared.service import LinkService, get_service, reset_service
 
 NORTHWIND_OID = "d87199a7-f53b-4dd6-813d-019f7547bffb"
 FABRIKAM_OID = "fad08631-a20d-46eb-9c68-9bb2395042d8"
@@ -222,14 +222,8 @@ async def test_unchanged_nights_extend_the_verified_interval_without_new_events(
 
     async def night(run_id: str) -> str:
         (state,) = await service.ledger.link_states(TAILSPIN)
-        outgoing = verify_message(state, run_id)
-        assert outgoing is not None
-        outcome = await service.handle(
-            outgoing.body,
-            message_id=outgoing.message_id,
-            properties=outgoing.properties,
-            source=Source.VERIFY,
-        )
+        outcome = await verify_now(service, state, run_id)
+        assert outcome is not None
         return outcome.kind.value
 
     assert [await night(run) for run in ("2026-03-01", "2026-03-02", "2026-03-03")] == ["verified"] * 3
