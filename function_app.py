@@ -6,7 +6,7 @@ from functions.dead_letters import bp as dead_letters
 from functions.http_api import bp as http_api
 from functions.onboarding import bp as onboarding
 from functions.reverify import bp as reverify
-from shared.untrusted import configure_logging
+from shared.spine.untrusted import configure_logging
 
 configure_logging()
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)

@@ -112,8 +112,8 @@ async def reverify(
     starts: a history event), then one night on which nothing changed (the steady state) at each
     concurrency. Each night starts with a fresh service, as a new day's run does: no token is left
     from the night before."""
-    from shared.ledger import Ledger
-    from shared.settings import Settings
+    from shared.links.ledger import Ledger
+    from shared.spine.settings import Settings
 
     settings = Settings.from_env(env)
     seeding = Ledger.from_settings(settings)
@@ -131,10 +131,10 @@ async def reverify(
 async def one_night(settings: Any, concurrency: int, run_id: str, table_ms: float) -> dict[str, Any]:
     from azure.data.tables.aio import TableClient
 
-    from shared.ledger import Ledger
-    from shared.outcomes import OutcomeKind
-    from shared.reverify import verify_now
-    from shared.service import LinkService
+    from shared.links.ledger import Ledger
+    from shared.links.reverify import verify_now
+    from shared.links.service import LinkService
+    from shared.spine.outcomes import OutcomeKind
 
     table_requests = Counter[str]()
 

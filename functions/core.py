@@ -2,7 +2,7 @@
 
 The Functions host imports `function_app` on every cold start to index the triggers; the core (the
 Azure SDKs, aiohttp, cryptography) is imported only when the first invocation arrives, so indexing
-stays cheap. The adapters import only this module, `azure.functions` and `shared.envelope`.
+stays cheap. The adapters import only this module, `azure.functions` and `shared.spine.envelope`.
 """
 
 from __future__ import annotations
@@ -11,21 +11,21 @@ from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from shared.envelope import Source
+from shared.spine.envelope import Source
 
 if TYPE_CHECKING:
-    from shared.api import LinksApi
-    from shared.service import LinkService
+    from shared.links.api import LinksApi
+    from shared.links.service import LinkService
 
 
 async def service() -> LinkService:
-    from shared.service import get_service
+    from shared.links.service import get_service
 
     return await get_service()
 
 
 async def links_api() -> LinksApi:
-    from shared.api import LinksApi
+    from shared.links.api import LinksApi
 
     return LinksApi(await service())
 

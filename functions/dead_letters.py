@@ -8,7 +8,7 @@ import logging
 
 import azure.functions as func
 
-from shared.envelope import KIND_PROPERTY, RUN_SUMMARY, Source
+from shared.spine.envelope import KIND_PROPERTY, RUN_SUMMARY, Source
 
 from .core import service
 
@@ -18,7 +18,7 @@ _OUTAGE_WAIT_SECONDS = 10
 
 
 async def _record(message: func.ServiceBusMessage, source: Source) -> None:
-    from shared.service import is_unavailable
+    from shared.links.service import is_unavailable
 
     link_service = await service()
     try:

@@ -1,10 +1,10 @@
-"""HTTP triggers of the operators' API (function-level keys); the behaviour is in shared.api."""
+"""HTTP triggers of the operators' API (function-level keys); the behaviour is in shared.links.api."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
-from shared.problem import ApiResponse, method_not_allowed
+from shared.spine.problem import ApiResponse, method_not_allowed
 
 from .core import links_api
 

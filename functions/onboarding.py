@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.envelope import Source
+from shared.spine.envelope import Source
 
 from .core import handle_queue_message
 

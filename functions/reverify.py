@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.envelope import KIND_PROPERTY, RUN_SUMMARY, Source
+from shared.spine.envelope import KIND_PROPERTY, RUN_SUMMARY, Source
 
 from .core import handle_queue_message, service
 
@@ -15,7 +15,7 @@ bp = func.Blueprint()
 @bp.timer_trigger(schedule="%REVERIFY_SCHEDULE%", arg_name="timer", run_on_startup=False)
 async def reverify_links(timer: func.TimerRequest) -> None:
     """Send one verify message per known link; a second firing the same day sends nothing new."""
-    from shared.reverify import start_run
+    from shared.links.reverify import start_run
 
     await start_run(await service())
 
@@ -28,7 +28,7 @@ async def verify_link(message: func.ServiceBusMessage) -> None:
     """Check one link and repair it; the same queue carries the run's summary checks."""
     properties = message.application_properties or {}
     if properties.get(KIND_PROPERTY) == RUN_SUMMARY:
-        from shared.reverify import handle_summary_check
+        from shared.links.reverify import handle_summary_check
 
         await handle_summary_check(await service(), properties)
         return

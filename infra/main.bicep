@@ -75,14 +75,14 @@ var tags = {
 }
 
 // The names the code, the local broker (sandbox/servicebus_queues.json) and host.json agree on;
-// tests/test_config_contract.py checks them against shared/settings.py.
+// tests/test_config_contract.py checks them against shared/spine/settings.py.
 var onboardingQueueName = 'customer-onboarded'
 var verifyQueueName = 'link-verify'
 var ledgerTableName = 'PalLinks'
 
 // The audience Entra ID accepts in a managed-identity token used as a federated assertion, one per
 // cloud ("Configure an application to trust a managed identity", Microsoft Learn). The code derives
-// the same from AZURE_AUTHORITY_HOST (shared/settings.py); both come from the deployment's cloud.
+// the same from AZURE_AUTHORITY_HOST (shared/spine/settings.py); both come from the deployment's cloud.
 var exchangeAudiences = {
   AzureCloud: 'api://AzureADTokenExchange'
   AzureUSGovernment: 'api://AzureADTokenExchangeUSGov'

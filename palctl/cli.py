@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlencode, urlsplit
 
-from shared.envelope import REPLAY_OF_PROPERTY
-from shared.identifiers import is_guid
-from shared.message import MessageRejected, parse_onboarding_document
-from shared.message_builder import request_body
-from shared.retirement import InvalidReason, retirement_reason
-from shared.retry import root_message_id
-from shared.untrusted import message_id_for_records, printable, shown
+from shared.links.message import MessageRejected, parse_onboarding_document
+from shared.links.message_builder import request_body
+from shared.links.retirement import InvalidReason, retirement_reason
+from shared.spine.envelope import REPLAY_OF_PROPERTY
+from shared.spine.identifiers import is_guid
+from shared.spine.retry import root_message_id
+from shared.spine.untrusted import message_id_for_records, printable, shown
 
 DEFAULT_QUEUE = "customer-onboarded"
 CSV_COLUMNS = (

@@ -43,7 +43,7 @@ async def _events(ledger: Any, partitions: set[str]) -> list[dict[str, Any]]:
 
 def _final(events: list[dict[str, Any]], message_id: str) -> dict[str, Any] | None:
     """The newest event of a message or its scheduled retries, if it is final."""
-    from shared.ledger import is_final_event
+    from shared.links.ledger import is_final_event
 
     mine = [e for e in events if e["MessageId"] == message_id or e["MessageId"].startswith(message_id + ":")]
     if mine and is_final_event(mine[0]):
@@ -78,8 +78,8 @@ async def _run(
     broker: ServiceBusBroker,
     cloud: CloudSandbox,
 ) -> int:
-    from shared.ledger import UNKNOWN_TENANT
-    from shared.service import get_service, reset_service
+    from shared.links.ledger import UNKNOWN_TENANT
+    from shared.links.service import get_service, reset_service
 
     partitions = {tenant.tenant_id for tenant in scenario.tenants} | {UNKNOWN_TENANT}
     # Ctrl-C or SIGTERM cancels this task (the finally blocks stop the host, then the services).

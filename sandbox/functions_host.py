@@ -30,7 +30,7 @@ from aiohttp import web
 from azure.functions.servicebus import ServiceBusMessage as HostServiceBusMessage
 from azure.functions.timer import TimerRequest
 
-from shared.untrusted import message_id_for_records, printable
+from shared.spine.untrusted import message_id_for_records, printable
 
 logger = logging.getLogger("sandbox.host")
 ROOT = Path(__file__).resolve().parents[1]
@@ -283,7 +283,7 @@ class LocalFunctionsHost:
     def _service_bus_client(self, connection: str) -> Any:
         from azure.servicebus.aio import ServiceBusClient
 
-        if self.settings.get(connection):  # empty means unset, as in shared.settings
+        if self.settings.get(connection):  # empty means unset, as in shared.spine.settings
             return ServiceBusClient.from_connection_string(self.settings[connection])
         namespace = self.settings.get(f"{connection}__fullyQualifiedNamespace")
         if namespace is None:

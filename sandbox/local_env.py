@@ -29,7 +29,7 @@ def local_settings(
     ledger_table: str = "PalLinks",
     service_bus_connection_string: str | None = None,
 ) -> dict[str, str]:
-    """Environment for `shared.settings.Settings` and azure-identity's managed-identity credential.
+    """Environment for `shared.spine.settings.Settings` and azure-identity's managed-identity credential.
 
     IDENTITY_ENDPOINT/IDENTITY_HEADER are what App Service and Azure Functions set for a managed
     identity; the sandbox serves the same protocol, so the product code path is the production one.

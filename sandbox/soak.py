@@ -80,8 +80,8 @@ async def _send(connection: str, tenants: list[str]) -> list[str]:
     from azure.servicebus import ServiceBusMessage
     from azure.servicebus.aio import ServiceBusClient
 
-    from shared.message import Identity, IdentityType
-    from shared.message_builder import onboarding_body
+    from shared.links.message_builder import onboarding_body
+    from shared.spine.identity import Identity, IdentityType
 
     ids = []
     async with (
@@ -113,8 +113,8 @@ async def run_soak(
     give_up_after: float = 600,
 ) -> SoakReport:
     """One run; the caller's process must not hold another local host for the same app."""
-    from shared.ledger import is_final_event
-    from shared.service import get_service, reset_service
+    from shared.links.ledger import is_final_event
+    from shared.links.service import get_service, reset_service
 
     report = SoakReport(messages)
     tenants = fleet_tenants(messages, series=4)

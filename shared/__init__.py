@@ -1,17 +1,10 @@
-"""The domain core of PAL Autopilot: messages, linking, outcomes and the ledger (no Azure Functions here)."""
+"""The core of PAL Autopilot, without Azure Functions: two rooms.
 
-from .message import Identity, IdentityType, MessageRejected, OnboardingRequest, parse_onboarding_message
-from .outcomes import Outcome, OutcomeKind
-from .settings import Settings, SettingsError
+- `shared.spine`: the machinery every domain of work uses (envelope, decision, retries, receipts,
+  credentials, transport, settings, errors).
+- `shared.links`: the first domain, Partner Admin Links (message, linker, service, ledger, nightly
+  run, HTTP API).
 
-__all__ = [
-    "Identity",
-    "IdentityType",
-    "MessageRejected",
-    "OnboardingRequest",
-    "Outcome",
-    "OutcomeKind",
-    "Settings",
-    "SettingsError",
-    "parse_onboarding_message",
-]
+A new domain (attribution next) is a third room beside `links`, built on the spine.
+Importing this package loads nothing: the function adapters import only what they need.
+"""

@@ -18,9 +18,9 @@ from sandbox.functions_host import LocalFunctionsHost
 from sandbox.local_env import local_settings
 from sandbox.scenario import Scenario, load_scenario
 from sandbox.servicebus import ServiceBusBroker
-from shared.ledger import Ledger
-from shared.service import LinkService, reset_service
-from shared.settings import Settings
+from shared.links.ledger import Ledger
+from shared.links.service import LinkService, reset_service
+from shared.spine.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_SCENARIO = ROOT / "sandbox" / "scenarios" / "demo.json"

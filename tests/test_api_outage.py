@@ -12,7 +12,7 @@ from test_http_api import KEY, Client
 from conftest import FEDERATED_APP, NORTHWIND
 from sandbox.azurite import Azurite, free_port
 from sandbox.functions_host import LocalFunctionsHost
-from shared.service import reset_service
+from shared.links.service import reset_service
 
 
 @pytest.fixture

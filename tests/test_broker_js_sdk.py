@@ -20,8 +20,8 @@ from conftest import LITWARE, LITWARE_APP, NORTHWIND, PARTNER_ID, onboarding_mes
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.servicebus import QueueConfig, ServiceBusBroker
-from shared.ledger import UNKNOWN_TENANT, is_final_event
-from shared.service import get_service
+from shared.links.ledger import UNKNOWN_TENANT, is_final_event
+from shared.links.service import get_service
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "tests" / "js"

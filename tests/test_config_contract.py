@@ -1,6 +1,6 @@
 """The configuration contract between the code and its deployments.
 
-- Every setting the code reads (shared/settings.py, %SETTING% binding expressions) is set by infra/
+- Every setting the code reads (shared/spine/settings.py, %SETTING% binding expressions) is set by infra/
   as an app setting, or is local-only, or keeps the code's default; the last two are named in
   infra/app/function.bicep's comments. Every one is in local.settings.json.example with a comment.
 - Queue and table names agree across the code's defaults, the local broker's queues, host.json and
@@ -8,7 +8,7 @@
 - HTTP functions use function-level or stricter auth.
 - No template, parameter file or app setting holds a connection string, key, SAS or secret.
 
-New settings are discovered, not listed here: adding one to shared/settings.py without deciding how
+New settings are discovered, not listed here: adding one to shared/spine/settings.py without deciding how
 Azure gets it fails this test.
 """
 
@@ -25,8 +25,8 @@ import pytest
 from test_infra import INFRA, ROOT, UNKNOWN, BicepFile, module_file, properties, text
 
 from sandbox.functions_host import indexed_functions
-from shared.message import find_credentials
-from shared.retry import RetryPolicy
+from shared.links.message import find_credentials
+from shared.spine.retry import RetryPolicy
 
 EXAMPLE = ROOT / "local.settings.json.example"
 FUNCTION_BICEP = "app/function.bicep"
@@ -49,10 +49,10 @@ CONNECTION_STRING_SETTINGS = {"AzureWebJobsStorage", "LedgerStorage", "ServiceBu
 @cache
 def code_settings() -> dict[str, str | None]:
     """Setting name -> the code's default as the setting's text (None: no default), read from every
-    self._<reader>("NAME", default, ...) call in shared/settings.py: _get, _required, _int, _bool,
+    self._<reader>("NAME", default, ...) call in shared/spine/settings.py: _get, _required, _int, _bool,
     _https_url and any reader added later. Defaults are evaluated in the module, so expressions
     such as 64 * 1024 or OnOtherPartner.UPDATE.value give their values."""
-    import shared.settings as module
+    import shared.spine.settings as module
 
     found: dict[str, str | None] = {}
     for node in ast.walk(ast.parse(Path(module.__file__).read_text())):
@@ -206,7 +206,9 @@ def test_endpoints_and_audience_come_from_the_deployments_cloud() -> None:
 def test_only_settings_with_a_code_default_are_left_to_it() -> None:
     settings = code_settings()
     without_default = {name for name in commented("default") if settings.get(name) is None}
-    assert not without_default, f"these have no default in shared/settings.py: {sorted(without_default)}"
+    assert not without_default, (
+        f"these have no default in shared/spine/settings.py: {sorted(without_default)}"
+    )
 
 
 def test_required_settings_and_binding_expressions_are_set_in_azure() -> None:
@@ -323,7 +325,7 @@ def code_queue_defaults() -> dict[str, str]:
 
 def test_queue_names_agree_across_code_broker_host_json_and_infra() -> None:
     code = code_queue_defaults()
-    assert code, "no *_QUEUE setting with a default found in shared/settings.py"
+    assert code, "no *_QUEUE setting with a default found in shared/spine/settings.py"
     in_infra, in_broker = set(infra_queues()), set(broker_queues())
     assert in_infra == in_broker, f"infra has {sorted(in_infra)}, the local broker {sorted(in_broker)}"
     assert set(code.values()) <= in_infra, (

@@ -9,7 +9,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from shared.message import find_credentials
+from shared.links.message import find_credentials
 
 CLIENT_SECRET = "abc8Q~PLANTED-encoded-value_0123456789ab"
 SIG = "kX3rP9vQ2mZ8tY1uW4sN7bH0cF6dJ5gL+a/E=Q9rT2w="

@@ -14,10 +14,10 @@ from azure.servicebus.aio import ServiceBusClient
 from conftest import NORTHWIND, TAILSPIN, onboarding_message
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.servicebus import ServiceBusBroker
-from shared.dead_letters import DeadLetter, broker_reason, dead_letter_attempt
-from shared.ledger import UNKNOWN_TENANT
-from shared.outcomes import OutcomeKind
-from shared.service import get_service, reset_service
+from shared.links.dead_letters import DeadLetter, broker_reason, dead_letter_attempt
+from shared.links.ledger import UNKNOWN_TENANT
+from shared.links.service import get_service, reset_service
+from shared.spine.outcomes import OutcomeKind
 
 QUEUE = "customer-onboarded"
 PLANTED = "Zq78Q~PLANTEDdeadLetterSecret0123456789abcd"

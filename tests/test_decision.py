@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from shared.decision import DEFERRED, Counters, Decision, NextAttempt, after_attempt, before_attempt
-from shared.ledger import Receipt, is_final, is_final_event
-from shared.outcomes import Outcome, OutcomeKind
-from shared.retry import RetryPolicy
+from shared.links.ledger import Receipt, is_final, is_final_event
+from shared.spine.decision import DEFERRED, Counters, Decision, NextAttempt, after_attempt, before_attempt
+from shared.spine.outcomes import Outcome, OutcomeKind
+from shared.spine.retry import RetryPolicy
 
 POLICY = RetryPolicy(
     max_attempts=3,

@@ -22,8 +22,8 @@ from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.scenario import FaultRule
 from sandbox.servicebus import ServiceBusBroker
-from shared.ledger import UNKNOWN_TENANT, is_final_event
-from shared.service import get_service
+from shared.links.ledger import UNKNOWN_TENANT, is_final_event
+from shared.links.service import get_service
 
 QUEUE = "customer-onboarded"
 
@@ -121,7 +121,7 @@ async def test_transient_failures_end_as_failed_after_the_last_attempt(
     monkeypatch.setenv("MAX_ATTEMPTS", "3")
     cloud.add_fault(TAILSPIN, FaultRule(target="arm", kind="status", status=503))
     async with LocalFunctionsHost(settings=bus_env | {"MAX_ATTEMPTS": "3"}) as running:
-        from shared.service import reset_service
+        from shared.links.service import reset_service
 
         await reset_service()
         await send(bus_env, (onboarding_message(TAILSPIN), "crm-503"))
@@ -237,7 +237,7 @@ async def test_host_killed_mid_handler_redelivers_and_records_once(
             await process.wait()
     assert await history(NORTHWIND) == []
 
-    from shared.service import reset_service
+    from shared.links.service import reset_service
 
     await reset_service()
     async with LocalFunctionsHost(settings=bus_env) as restarted:

@@ -15,10 +15,10 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 
-from shared.errors import KeyVaultNotConfigured, Stage, classify_error, retry_after_seconds
-from shared.message import IdentityType
-from shared.outcomes import OutcomeKind
-from shared.vault_secret import SecretNotBound, SecretUse, UnusableSecret
+from shared.spine.errors import KeyVaultNotConfigured, Stage, classify_error, retry_after_seconds
+from shared.spine.identity import IdentityType
+from shared.spine.outcomes import OutcomeKind
+from shared.spine.vault_secret import SecretNotBound, SecretUse, UnusableSecret
 
 APP = "81a6daa3-a704-4f3e-a1ca-45fa036d5a09"
 TENANT = "892ad125-0722-49b7-a665-aea7ede649e4"

@@ -14,8 +14,8 @@ from conftest import NORTHWIND, WOODGROVE, onboarding_message
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import indexed_functions
 from sandbox.scenario import FaultRule
-from shared.service import TransientFailure, reset_service
-from shared.settings import SettingsError
+from shared.links.service import TransientFailure, reset_service
+from shared.spine.settings import SettingsError
 
 
 def functions() -> dict[str, Any]:

@@ -16,7 +16,7 @@ from conftest import FABRIKAM, FABRIKAM_APP, FEDERATED_APP, NORTHWIND, PARTNER_I
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.scenario import FaultRule
-from shared.service import reset_service
+from shared.links.service import reset_service
 
 OPENAPI = json.loads((Path(__file__).resolve().parents[1] / "api" / "openapi.json").read_text())
 KEY = "operator-key"

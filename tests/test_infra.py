@@ -676,9 +676,11 @@ def test_host_json_service_bus_matches_what_the_code_assumes() -> None:
     # second instance while the first still works on it.
     function_timeout = timespan(host["functionTimeout"])
     assert timespan(service_bus["maxAutoLockRenewalDuration"]) >= function_timeout
-    # Every message running at once can hold an HTTP connection of the shared pool (shared/http.py).
-    pool = re.search(r"TCPConnector\(.*?\blimit=(\d+)", (ROOT / "shared" / "http.py").read_text(), re.DOTALL)
-    assert pool is not None, "shared/http.py: the connection pool limit was not found"
+    # Every message running at once can hold an HTTP connection of the shared pool (shared/spine/transport.py).
+    pool = re.search(
+        r"TCPConnector\(.*?\blimit=(\d+)", (ROOT / "shared" / "spine" / "transport.py").read_text(), re.DOTALL
+    )
+    assert pool is not None, "shared/spine/transport.py: the connection pool limit was not found"
     assert service_bus["maxConcurrentCalls"] * service_bus_trigger_count() <= int(pool.group(1))
 
 

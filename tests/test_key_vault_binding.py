@@ -26,11 +26,11 @@ from conftest import (
 )
 from sandbox.cloud import CloudSandbox, self_signed_pem
 from sandbox.scenario import FaultRule
-from shared.message import IdentityType
-from shared.outcomes import Outcome, OutcomeKind
-from shared.service import LinkService
-from shared.settings import Settings
-from shared.vault_secret import (
+from shared.links.service import LinkService
+from shared.spine.identity import IdentityType
+from shared.spine.outcomes import Outcome, OutcomeKind
+from shared.spine.settings import Settings
+from shared.spine.vault_secret import (
     CertificateNotPem,
     SecretDisabled,
     SecretEmpty,

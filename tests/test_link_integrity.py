@@ -26,10 +26,10 @@ from conftest import (
 from sandbox.azurite import Azurite
 from sandbox.cloud import CloudSandbox
 from sandbox.scenario import FaultRule
-from shared.api import LinksApi
-from shared.outcomes import Outcome, OutcomeKind
-from shared.service import LinkService
-from shared.settings import Settings
+from shared.links.api import LinksApi
+from shared.links.service import LinkService
+from shared.spine.outcomes import Outcome, OutcomeKind
+from shared.spine.settings import Settings
 
 FABRIKAM_SECRET = onboarding_message(
     FABRIKAM, FABRIKAM_APP, identity_type="secret", secret_name="fabrikam-pal-secret"

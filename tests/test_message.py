@@ -11,9 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.message import (
-    Identity,
-    IdentityType,
+from shared.links.message import (
     MessageRejected,
     OnboardingRequest,
     RejectionReason,
@@ -21,11 +19,12 @@ from shared.message import (
     parse_onboarding_document,
     parse_onboarding_message,
 )
-from shared.message_builder import onboarding_body, request_body
-from shared.screening import shaped_like_credential
+from shared.links.message_builder import onboarding_body, request_body
+from shared.spine.identity import Identity, IdentityType
+from shared.spine.screening import shaped_like_credential
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = json.loads((ROOT / "shared" / "schemas" / "customer-onboarded.v1.schema.json").read_text())
+SCHEMA = json.loads((ROOT / "shared" / "links" / "schemas" / "customer-onboarded.v1.schema.json").read_text())
 TENANT = "53a2a22c-5cbd-47f7-b588-f5bb5f191ead"
 APP = "81a6daa3-a704-4f3e-a1ca-45fa036d5a09"
 

@@ -52,19 +52,19 @@ from conftest import (
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.scenario import FaultRule
-from shared.api import ApiResponse, LinksApi
-from shared.ledger import UNKNOWN_TENANT
-from shared.message import (
-    IdentityType,
+from shared.links.api import ApiResponse, LinksApi
+from shared.links.ledger import UNKNOWN_TENANT
+from shared.links.message import (
     MessageRejected,
     OnboardingRequest,
     RejectionReason,
     find_credentials,
     parse_onboarding_message,
 )
-from shared.outcomes import Outcome, OutcomeKind
-from shared.service import LinkService, Source, reset_service
-from shared.settings import Settings
+from shared.links.service import LinkService, Source, reset_service
+from shared.spine.identity import IdentityType
+from shared.spine.outcomes import Outcome, OutcomeKind
+from shared.spine.settings import Settings
 
 T = TypeVar("T")
 
@@ -108,7 +108,7 @@ FIXED_TEXT = "\n".join(
 MARKER = "PLANTEDmarker0x5eed"
 """Planted in malformed bodies: it must never come back in a detail, a response or the ledger."""
 
-# Ledger columns (shared/ledger.py): anything else in an entity did not come from the ledger's code.
+# Ledger columns (shared/links/ledger.py): anything else in an entity did not come from the ledger's code.
 LEDGER_PROPERTIES = {
     "PartitionKey", "RowKey",
     # history event

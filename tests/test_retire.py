@@ -20,10 +20,10 @@ from test_reverify import verify_events, wait_for_run
 from conftest import FEDERATED_APP, NORTHWIND, TAILSPIN
 from palctl.cli import main as palctl
 from sandbox.functions_host import LocalFunctionsHost
-from shared.ledger import Ledger
-from shared.retirement import InvalidReason
-from shared.reverify import run_id_for
-from shared.service import reset_service
+from shared.links.ledger import Ledger
+from shared.links.retirement import InvalidReason
+from shared.links.reverify import run_id_for
+from shared.links.service import reset_service
 
 ROUTE = "/links/{customerTenantId}/identities/{clientId}"
 RELINK = "/links/{customerTenantId}/relink"
@@ -189,7 +189,7 @@ async def test_the_ledger_refuses_a_bad_reason_before_writing(ledger: Ledger, re
 
 @pytest.fixture
 async def api_relinked(service: Any) -> None:
-    from shared.api import LinksApi
+    from shared.links.api import LinksApi
 
     response = await LinksApi(service).relink(NORTHWIND, json.dumps(FEDERATED).encode())
     assert response.status == 200

@@ -22,7 +22,7 @@ from sandbox.functions_host import LocalFunctionsHost
 from sandbox.local_env import local_settings
 from sandbox.scenario import FaultRule, Scenario
 from sandbox.servicebus import ServiceBusBroker
-from shared.service import get_service, reset_service
+from shared.links.service import get_service, reset_service
 
 QUEUE = "customer-onboarded"
 FLEET = fleet_tenants(32, series=7)

@@ -20,8 +20,8 @@ from conftest import onboarding_message as message
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.servicebus import ServiceBusBroker
-from shared.reverify import run_id_for, start_run, verify_message, verify_now
-from shared.service import LinkService, get_service, reset_service
+from shared.links.reverify import run_id_for, start_run, verify_message, verify_now
+from shared.links.service import LinkService, get_service, reset_service
 
 NORTHWIND_OID = "d87199a7-f53b-4dd6-813d-019f7547bffb"
 FABRIKAM_OID = "fad08631-a20d-46eb-9c68-9bb2395042d8"
@@ -120,7 +120,7 @@ def test_verify_message_is_a_valid_onboarding_message() -> None:
     assert outgoing is not None
     assert outgoing.message_id == f"verify:{NORTHWIND}:{FABRIKAM_APP}:2026-11-23"
     assert len(outgoing.message_id) <= 128
-    from shared.message import parse_onboarding_message
+    from shared.links.message import parse_onboarding_message
 
     request = parse_onboarding_message(outgoing.body, default_partner_id="7654321", max_bytes=65536)
     assert (request.partner_id, request.identity.key_vault_secret_name) == ("1234567", "fabrikam-pal-secret")

@@ -20,8 +20,8 @@ from conftest import (
     onboarding_message,
 )
 from sandbox.cloud import CloudSandbox
-from shared.outcomes import OutcomeKind
-from shared.service import LinkService
+from shared.links.service import LinkService
+from shared.spine.outcomes import OutcomeKind
 
 PLANTED = "Qz78Q~PLANTED-secret-0123456789abcdefghijklm"
 PLANTED_PASSWORD = "correct-horse-battery-staple-PLANTED"
@@ -97,7 +97,7 @@ async def test_key_vault_credentials_never_leave_the_credential(
 
 
 def _identity(body: dict[str, Any]) -> Any:
-    from shared.message import parse_onboarding_message
+    from shared.links.message import parse_onboarding_message
 
     return parse_onboarding_message(
         json.dumps(body).encode(), default_partner_id="1234567", max_bytes=65536

@@ -52,10 +52,10 @@ from conftest import (
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.servicebus import ServiceBusBroker
-from shared.api import LinksApi
-from shared.message import MessageRejected, find_credentials, parse_onboarding_message
-from shared.service import LinkService, reset_service
-from shared.settings import Settings
+from shared.links.api import LinksApi
+from shared.links.message import MessageRejected, find_credentials, parse_onboarding_message
+from shared.links.service import LinkService, reset_service
+from shared.spine.settings import Settings
 
 # Shaped like what they stand for, so that the product's credential screening has a fair chance, and
 # each unique, so that a hit names the channel it leaked through.

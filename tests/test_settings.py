@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import OnOtherPartner, Settings, SettingsError
+from shared.spine.settings import OnOtherPartner, Settings, SettingsError
 
 BASE = {"PARTNER_ID": "1234567", "LedgerStorage": "UseDevelopmentStorage=true"}
 
@@ -215,7 +215,7 @@ GUID = "53a2a22c-5cbd-47f7-b588-f5bb5f191ead"
 async def test_the_assertion_is_requested_for_the_clouds_exchange_audience() -> None:
     from azure.core.credentials import AccessToken
 
-    from shared.credentials import _FederatedCredential
+    from shared.spine.credentials import _FederatedCredential
 
     asked: list[tuple[str, ...]] = []
 
@@ -241,10 +241,10 @@ async def test_the_assertion_is_requested_for_the_clouds_exchange_audience() -> 
 
 
 def test_no_module_hard_codes_the_public_arm_scope() -> None:
-    import shared.credentials
-    import shared.linker
+    import shared.links.linker
+    import shared.spine.credentials
 
-    for module in (shared.credentials, shared.linker):
+    for module in (shared.spine.credentials, shared.links.linker):
         source = Path(module.__file__ or "").read_text()
         assert "management.azure.com" not in source, module.__name__
-    assert not hasattr(shared.credentials, "ARM_SCOPE")
+    assert not hasattr(shared.spine.credentials, "ARM_SCOPE")

@@ -24,9 +24,9 @@ from conftest import NORTHWIND, ROOT, onboarding_message
 from palctl.cli import main as palctl
 from sandbox import functions_host
 from sandbox.servicebus import ServiceBusBroker
-from shared.api import LinksApi
-from shared.service import LinkService
-from shared.untrusted import (
+from shared.links.api import LinksApi
+from shared.links.service import LinkService
+from shared.spine.untrusted import (
     SDK_LOGGERS,
     ControlCharacterFilter,
     configure_logging,
@@ -155,7 +155,7 @@ def test_the_filter_escapes_arguments_not_the_format_string() -> None:
             return "boom\nALERT forged"
 
     record = logging.LogRecord(
-        "shared.service",
+        "shared.links.service",
         logging.INFO,
         __file__,
         1,
@@ -172,7 +172,9 @@ def test_the_filter_escapes_arguments_not_the_format_string() -> None:
 
 
 @pytest.mark.usefixtures("logging_state")
-@pytest.mark.parametrize("name", ["shared", "shared.service", "shared.deep.child", "functions.onboarding"])
+@pytest.mark.parametrize(
+    "name", ["shared", "shared.links.service", "shared.deep.child", "functions.onboarding"]
+)
 def test_configure_logging_escapes_every_product_record_whatever_the_handler(
     name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -220,7 +222,7 @@ def test_the_functions_entry_point_configures_logging() -> None:
     script = """
 import logging, sys
 import function_app
-from shared.untrusted import SDK_LOGGERS
+from shared.spine.untrusted import SDK_LOGGERS
 print({logging.getLogger(name).level for name in SDK_LOGGERS} == {logging.WARNING})
 logging.basicConfig(stream=sys.stdout, format="%(message)s")
 logging.getLogger("functions.onboarding").warning("id %s", "a\\nALERT b")

@@ -1,5 +1,5 @@
 // The Function App on the Flex Consumption plan (Linux, Python 3.11) running as the user-assigned
-// identity, and every app setting the code reads (shared/settings.py, %SETTING% binding
+// identity, and every app setting the code reads (shared/spine/settings.py, %SETTING% binding
 // expressions). All connections are identity-based: __fullyQualifiedNamespace, __tableServiceUri,
 // __accountName with __credential=managedidentity and __clientId; no connection string, key or
 // secret is set. tests/test_config_contract.py checks this list against the code.
@@ -133,7 +133,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       VERIFY_QUEUE: verifyQueueName
       REVERIFY_SCHEDULE: reverifySchedule
 
-      // The product (shared/settings.py).
+      // The product (shared/spine/settings.py).
       PARTNER_ID: partnerId
       ALLOWED_PARTNER_IDS: allowedPartnerIds
       ON_OTHER_PARTNER: onOtherPartner

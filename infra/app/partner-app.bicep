@@ -4,7 +4,7 @@
 // App's user-assigned identity through a federated identity credential (issuer: this tenant's
 // Entra ID v2.0 endpoint, subject: the identity's principal ID, audience: the cloud's token-exchange
 // audience, api://AzureADTokenExchange in the public cloud).
-// The code's side of this is shared/credentials.py (ClientAssertionCredential with a
+// The code's side of this is shared/spine/credentials.py (ClientAssertionCredential with a
 // managed-identity token as the assertion).
 //
 // Declared with the Microsoft Graph Bicep extension (alias in bicepconfig.json), which needs Bicep

@@ -16,7 +16,7 @@
 //     whoever deploys. Scoped to the namespace, which holds only this product's two queues.
 //   Storage: Blob Data Owner on the account (the host's leases and keys, the deployment package) and
 //     Table Data Contributor on the table service (the ledger). Not on the ledger table alone: the
-//     code calls create_table on first use (shared/ledger.py), a request to the table service
+//     code calls create_table on first use (shared/links/ledger.py), a request to the table service
 //     (POST /Tables), which Storage does not document as allowed by a role on one table; refused, it
 //     would fail every message. The role holds table permissions only, so on the table service it
 //     reaches no blob, queue or file data, and the account has no other table.

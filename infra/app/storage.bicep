@@ -44,7 +44,7 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   resource tableService 'tableServices' = {
     name: 'default'
 
-    // The ledger (shared/ledger.py): one table, PartitionKey = customer tenant. Declared here so it
+    // The ledger (shared/links/ledger.py): one table, PartitionKey = customer tenant. Declared here so it
     // exists before the first message; the code also creates it if missing.
     resource ledgerTable 'tables' = {
       name: ledgerTableName

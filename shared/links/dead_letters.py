@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .ledger import Attempt
-from .message import MessageRejected, find_credentials, parse_onboarding_message
-from .outcomes import Outcome, OutcomeKind
+from shared.links.ledger import Attempt
+from shared.links.message import MessageRejected, find_credentials, parse_onboarding_message
+from shared.spine.outcomes import Outcome, OutcomeKind
 
 logger = logging.getLogger(__name__)
 

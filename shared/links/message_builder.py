@@ -1,4 +1,4 @@
-"""The `customer-onboarded` message (v1) written: the inverse of `shared.message`'s parser.
+"""The `customer-onboarded` message (v1) written: the inverse of `shared.links.message`'s parser.
 
 Every v1 body the product and its tools send (the nightly verify messages, `palctl enqueue`, the
 sandbox's soak run) is built here, so there is one writer of the format as there is one reader.
@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .message import SUPPORTED_SCHEMA_VERSIONS, Identity, OnboardingRequest
+from shared.links.message import SUPPORTED_SCHEMA_VERSIONS, OnboardingRequest
+from shared.spine.identity import Identity
 
 
 def onboarding_document(

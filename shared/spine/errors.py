@@ -20,9 +20,9 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from .message import IdentityType
-from .outcomes import Outcome, OutcomeKind
-from .vault_secret import (
+from shared.spine.identity import IdentityType
+from shared.spine.outcomes import Outcome, OutcomeKind
+from shared.spine.vault_secret import (
     CLIENT_TAG,
     TENANT_TAG,
     CertificateNotPem,

@@ -7,7 +7,7 @@ import ssl
 import aiohttp
 from azure.core.pipeline.transport import AioHttpTransport
 
-from .settings import Settings
+from shared.spine.settings import Settings
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext:

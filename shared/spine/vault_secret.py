@@ -21,8 +21,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from .identifiers import is_guid
-from .message import IdentityType
+from shared.spine.identifiers import is_guid
+from shared.spine.identity import IdentityType
 
 TENANT_TAG = "customerTenantId"
 CLIENT_TAG = "clientId"

@@ -14,8 +14,8 @@ import dataclasses
 import random
 from dataclasses import dataclass
 
-from .outcomes import Outcome, OutcomeKind
-from .retry import RetryPolicy
+from shared.spine.outcomes import Outcome, OutcomeKind
+from shared.spine.retry import RetryPolicy
 
 DEFERRED = Outcome(
     OutcomeKind.PARTNER_CREDENTIAL_BROKEN,

@@ -16,10 +16,10 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.pipeline.transport import AioHttpTransport
 
-from .errors import KeyVaultNotConfigured
-from .message import Identity, IdentityType
-from .settings import Settings
-from .vault_secret import (
+from shared.spine.errors import KeyVaultNotConfigured
+from shared.spine.identity import Identity, IdentityType
+from shared.spine.settings import Settings
+from shared.spine.vault_secret import (
     CertificateNotPem,
     SecretDisabled,
     SecretMissing,

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .envelope import (
+from shared.links.message_builder import onboarding_body
+from shared.links.service import LinkService
+from shared.spine.envelope import (
     CHECK_PROPERTY,
     KIND_PROPERTY,
     MAX_COUNTER,
@@ -20,11 +22,9 @@ from .envelope import (
     valid_run_id,
     whole_number,
 )
-from .message import Identity, IdentityType
-from .message_builder import onboarding_body
-from .outcomes import Outcome, OutcomeKind
-from .queue import OutgoingMessage
-from .service import LinkService
+from shared.spine.identity import Identity, IdentityType
+from shared.spine.outcomes import Outcome, OutcomeKind
+from shared.spine.servicebus import OutgoingMessage
 
 logger = logging.getLogger(__name__)
 

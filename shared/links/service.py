@@ -19,10 +19,13 @@ from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
-from .credentials import CredentialCache
-from .dead_letters import DeadLetter, broker_reason, dead_letter_attempt
-from .decision import DEFERRED, Counters, Decision, NextAttempt, after_attempt, before_attempt
-from .envelope import (
+from shared.links.dead_letters import DeadLetter, broker_reason, dead_letter_attempt
+from shared.links.ledger import Attempt, Ledger, LedgerContention, LedgerView, body_digest, chain_id
+from shared.links.linker import BeforeWriteFailed, Linker
+from shared.links.message import MessageRejected, OnboardingRequest, parse_onboarding_message
+from shared.spine.credentials import CredentialCache
+from shared.spine.decision import DEFERRED, Counters, Decision, NextAttempt, after_attempt, before_attempt
+from shared.spine.envelope import (
     ATTEMPT_PROPERTY,
     ORIGINAL_ID_PROPERTY,
     PAUSES_PROPERTY,
@@ -31,16 +34,13 @@ from .envelope import (
     counter,
     valid_run_id,
 )
-from .http import close_transport, shared_transport
-from .ledger import Attempt, Ledger, LedgerContention, LedgerView, body_digest, chain_id
-from .linker import BeforeWriteFailed, Linker
-from .message import MessageRejected, OnboardingRequest, parse_onboarding_message
-from .outcomes import Outcome, OutcomeKind
-from .queue import QueueSender
-from .retry import CredentialBreaker, RetryPolicy, retry_message_id
-from .settings import Settings
-from .untrusted import message_id_for_records
-from .write_intent import WriteIntent, settle
+from shared.spine.outcomes import Outcome, OutcomeKind
+from shared.spine.retry import CredentialBreaker, RetryPolicy, retry_message_id
+from shared.spine.servicebus import QueueSender
+from shared.spine.settings import Settings
+from shared.spine.transport import close_transport, shared_transport
+from shared.spine.untrusted import message_id_for_records
+from shared.spine.write_intent import WriteIntent, settle
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class _Delivery:
         body: bytes | None = None,
     ) -> _Delivery:
         # Application properties are set by our own scheduling, but anyone who can send to the
-        # queue can set them too: only well-formed values are believed (shared.envelope).
+        # queue can set them too: only well-formed values are believed (shared.spine.envelope).
         message_id = message_id_for_records(message_id)
         original = properties.get(ORIGINAL_ID_PROPERTY)
         if not (isinstance(original, str) and message_id_for_records(original) == original):

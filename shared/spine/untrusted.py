@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .screening import shaped_like_credential
+from shared.spine.screening import shaped_like_credential
 
 UNSAFE_ID_PREFIX = "unsafe-id:"
 REDACTED = "<redacted: looks like a credential>"

@@ -9,13 +9,13 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline.transport import AioHttpTransport
 
-from .credentials import CredentialCache
-from .errors import Stage, classify_error, transient
-from .identifiers import is_partner_id
-from .message import Identity
-from .outcomes import Outcome, OutcomeKind
-from .settings import OnOtherPartner, Settings
-from .write_intent import WriteIntent
+from shared.spine.credentials import CredentialCache
+from shared.spine.errors import Stage, classify_error, transient
+from shared.spine.identifiers import is_partner_id
+from shared.spine.identity import Identity
+from shared.spine.outcomes import Outcome, OutcomeKind
+from shared.spine.settings import OnOtherPartner, Settings
+from shared.spine.write_intent import WriteIntent
 
 logger = logging.getLogger(__name__)
 

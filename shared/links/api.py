@@ -15,8 +15,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ParamSpec
 
-from .identifiers import is_guid, printable_name
-from .message import (
+from shared.links.message import (
     DuplicateKeyError,
     MessageRejected,
     find_credentials,
@@ -24,10 +23,11 @@ from .message import (
     loads_strict,
     parse_onboarding_document,
 )
-from .outcomes import OutcomeKind
-from .problem import ApiResponse, problem, storage_unavailable
-from .retirement import DEFAULT_REASON, InvalidReason, retirement_reason
-from .service import LinkService, is_unavailable
+from shared.links.retirement import DEFAULT_REASON, InvalidReason, retirement_reason
+from shared.links.service import LinkService, is_unavailable
+from shared.spine.identifiers import is_guid, printable_name
+from shared.spine.outcomes import OutcomeKind
+from shared.spine.problem import ApiResponse, problem, storage_unavailable
 
 logger = logging.getLogger(__name__)
 _P = ParamSpec("_P")
@@ -100,7 +100,7 @@ def _project(entity: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, 
 
 def _read_object(body: bytes, allowed: set[str]) -> dict[str, Any] | ApiResponse:
     """An optional JSON object body ({} when empty), or the problem with it; same text rule as the
-    queue (shared.message.json_text), credentials refused and never echoed."""
+    queue (shared.links.message.json_text), credentials refused and never echoed."""
     if len(body) > MAX_BODY_BYTES:
         return problem(
             413, "body-too-large", "Request body too large", f"the body may be at most {MAX_BODY_BYTES} bytes"

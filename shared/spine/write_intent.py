@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .outcomes import Outcome, OutcomeKind
+from shared.spine.outcomes import Outcome, OutcomeKind
 
 
 @dataclass(frozen=True)

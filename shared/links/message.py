@@ -14,19 +14,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .identifiers import GUID, NIL_GUID, is_guid, is_partner_id, printable_name
-from .screening import named_like_credential, shaped_like_credential
+from shared.spine.identifiers import GUID, NIL_GUID, is_guid, is_partner_id, printable_name
+from shared.spine.identity import Identity, IdentityType
+from shared.spine.screening import named_like_credential, shaped_like_credential
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 _MAX_DETAILS = 20
 _KEY_VAULT_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-
-
-class IdentityType(StrEnum):
-    FEDERATED = "federated"
-    SECRET = "secret"
-    CERTIFICATE = "certificate"
 
 
 class RejectionReason(StrEnum):
@@ -50,13 +45,6 @@ class MessageRejected(ValueError):
         self.customer_tenant_id = customer_tenant_id
         """The message's tenant when that field alone was valid, so the rejection is filed under it."""
         super().__init__(f"{reason.value}: " + "; ".join(details))
-
-
-@dataclass(frozen=True)
-class Identity:
-    type: IdentityType
-    client_id: str
-    key_vault_secret_name: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .identifiers import is_guid, is_partner_id
+from shared.spine.identifiers import is_guid, is_partner_id
 
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?$")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .message import find_credentials
+from shared.links.message import find_credentials
 
 MAX_REASON_LENGTH = 256
 DEFAULT_REASON = "retired by an operator (no reason given)"

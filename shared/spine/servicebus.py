@@ -11,7 +11,7 @@ from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
 
-from .settings import Settings
+from shared.spine.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,11 @@ from azure.core.pipeline.transport import AioHttpTransport
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from .message import OnboardingRequest
-from .outcomes import Outcome, OutcomeKind
-from .retirement import RETIRE_SOURCE, retirement_reason
-from .settings import Settings
-from .write_intent import WriteIntent
+from shared.links.message import OnboardingRequest
+from shared.links.retirement import RETIRE_SOURCE, retirement_reason
+from shared.spine.outcomes import Outcome, OutcomeKind
+from shared.spine.settings import Settings
+from shared.spine.write_intent import WriteIntent
 
 logger = logging.getLogger(__name__)
 
@@ -432,7 +432,7 @@ class Ledger:
         and a `retired` event with the reason joins the history, which is kept.
 
         The nightly run and a body-less relink no longer see the identity. The reason is checked
-        (shared.retirement) before anything is read. False when there is no such row.
+        (shared.links.retirement) before anything is read. False when there is no such row.
         """
         reason = retirement_reason(reason)
         await self.ensure_table()
