@@ -18,7 +18,7 @@ _OUTAGE_WAIT_SECONDS = 10
 
 
 async def _record(message: func.ServiceBusMessage, source: Source) -> None:
-    from shared.links.service import is_unavailable
+    from shared.spine.errors import is_unavailable
 
     link_service = await service()
     try:

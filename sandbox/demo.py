@@ -22,6 +22,7 @@ from sandbox.functions_host import LocalFunctionsHost
 from sandbox.local_env import local_settings
 from sandbox.scenario import FaultRule, Scenario, load_scenario
 from sandbox.servicebus import ServiceBusBroker
+from shared.links.rows import HistoryEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 _FINAL_WAIT_SECONDS = 90
@@ -34,19 +35,19 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-async def _events(ledger: Any, partitions: set[str]) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
+async def _events(ledger: Any, partitions: set[str]) -> list[HistoryEvent]:
+    events: list[HistoryEvent] = []
     for partition in sorted(partitions):
         events += await ledger.history(partition, limit=1000)
-    return sorted(events, key=lambda e: e["EventTime"], reverse=True)
+    return sorted(events, key=lambda e: e.event_time, reverse=True)
 
 
-def _final(events: list[dict[str, Any]], message_id: str) -> dict[str, Any] | None:
+def _final(events: list[HistoryEvent], message_id: str) -> HistoryEvent | None:
     """The newest event of a message or its scheduled retries, if it is final."""
-    from shared.links.ledger import is_final_event
-
-    mine = [e for e in events if e["MessageId"] == message_id or e["MessageId"].startswith(message_id + ":")]
-    if mine and is_final_event(mine[0]):
+    mine = [
+        e for e in events if e.message_id == message_id or (e.message_id or "").startswith(message_id + ":")
+    ]
+    if mine and mine[0].is_final:
         return mine[0]
     return None
 
@@ -114,22 +115,22 @@ async def _run(
 async def _print_onboarding(
     service: Any,
     sent: list[tuple[Path, str]],
-    finals: dict[str, dict[str, Any] | None],
-    events: list[dict[str, Any]],
+    finals: dict[str, HistoryEvent | None],
+    events: list[HistoryEvent],
     broker: ServiceBusBroker,
     env: dict[str, str],
 ) -> None:
     rows = []
     for _, message_id in sent:
         final = finals[message_id]
-        attempts = [e for e in events if e["MessageId"].startswith(message_id)]
+        attempts = [e for e in events if (e.message_id or "").startswith(message_id)]
         rows.append(
             {
                 "message": message_id,
-                "outcome": final["Outcome"] if final else "(no final outcome yet)",
-                "code": (final or {}).get("Code", ""),
+                "outcome": final.outcome.value if final else "(no final outcome yet)",
+                "code": (final.code if final else None) or "",
                 "attempts": len(attempts),
-                "reason": str((final or {}).get("Reason", ""))[:80],
+                "reason": ((final.reason if final else None) or "")[:80],
             }
         )
     print("\nOutcomes")
@@ -139,33 +140,33 @@ async def _print_onboarding(
     print("\nLedger: current state of each link")
     state_rows = [
         {
-            "customer": s.get("CustomerName", ""),
-            "tenant": s["CustomerTenantId"][:8] + "…",
-            "identity": s.get("IdentityType", ""),
-            "outcome": s["Outcome"],
-            "partner": s.get("LinkedPartnerId", ""),
-            "previous": s.get("PreviousPartnerId", ""),
-            "failures": s.get("ConsecutiveFailures", 0),
-            "last checked": s["LastCheckedAt"].strftime("%H:%M:%S"),
+            "customer": s.customer_name or "",
+            "tenant": (s.customer_tenant_id or "")[:8] + "…",
+            "identity": s.identity_type or "",
+            "outcome": s.outcome.value,
+            "partner": s.linked_partner_id or "",
+            "previous": s.previous_partner_id or "",
+            "failures": s.consecutive_failures,
+            "last checked": s.last_checked_at.strftime("%H:%M:%S") if s.last_checked_at else "",
         }
         for s in states
     ]
     print(table(state_rows, list(state_rows[0]) if state_rows else ["customer"]))
     for state in states:
-        if state.get("Remediation"):
-            customer = state.get("CustomerName", state["CustomerTenantId"])
-            print(f"  what to do for {customer}: {state['Remediation']}")
+        if state.remediation:
+            customer = state.customer_name or state.customer_tenant_id
+            print(f"  what to do for {customer}: {state.remediation}")
 
     print("\nLedger: history (newest first)")
     history_rows = [
         {
-            "time": e["EventTime"].strftime("%H:%M:%S.%f")[:-3],
-            "tenant": str(e["PartitionKey"])[:8] + "…",
-            "message": e["MessageId"],
-            "attempt": e.get("Attempt", 1),
-            "outcome": e["Outcome"],
-            "code": e.get("Code", ""),
-            "next attempt": e["NextAttemptAt"].strftime("%H:%M:%S") if e.get("NextAttemptAt") else "",
+            "time": e.event_time.strftime("%H:%M:%S.%f")[:-3],
+            "tenant": e.partition_key[:8] + "…",
+            "message": e.message_id or "",
+            "attempt": e.attempt or 1,
+            "outcome": e.outcome.value,
+            "code": e.code or "",
+            "next attempt": e.next_attempt_at.strftime("%H:%M:%S") if e.next_attempt_at else "",
         }
         for e in events
     ]
@@ -185,10 +186,11 @@ async def _nightly_run(
     host.fire_timer("reverify_links")
     deadline = time.monotonic() + _FINAL_WAIT_SECONDS
     while time.monotonic() < deadline:
-        finished = [run for run in await service.ledger.runs() if run.get("EndedAt")]
+        finished = [run for run in await service.ledger.runs.all() if run.ended]
         if finished:
             run = finished[-1]
-            print(f"Run {run['RowKey']}: {run['Total']} links in {run['DurationSeconds']} s: {run['Counts']}")
+            counts = json.dumps(dict(sorted(run.counts.items())))
+            print(f"Run {run.run_id}: {run.total} links in {run.duration_seconds} s: {counts}")
             break
         _check_interrupted()
         await asyncio.sleep(0.25)

@@ -113,7 +113,6 @@ async def run_soak(
     give_up_after: float = 600,
 ) -> SoakReport:
     """One run; the caller's process must not hold another local host for the same app."""
-    from shared.links.ledger import is_final_event
     from shared.links.service import get_service, reset_service
 
     report = SoakReport(messages)
@@ -179,17 +178,17 @@ async def run_soak(
             events = [
                 e
                 for e in await ledger.history(tenant, limit=1000)
-                if e["MessageId"].split(":")[0] == message_id
+                if (e.message_id or "").split(":")[0] == message_id
             ]
-            finals = [e for e in events if is_final_event(e)]
-            keys = Counter((e["MessageId"], e.get("DeliveryCount")) for e in events)
+            finals = [e for e in events if e.is_final]
+            keys = Counter((e.message_id, e.delivery_count) for e in events)
             report.duplicated_events += sum(count - 1 for count in keys.values())
             if not finals:
                 report.without_final_outcome.append(message_id)
             elif len(finals) > 1:
                 report.with_several_final_outcomes.append(message_id)
             for event in finals[:1]:
-                report.outcomes[event["Outcome"]] += 1
+                report.outcomes[event.outcome.value] += 1
         report.left_in_queue = {k: v for k, v in broker.queue_counts(QUEUE).items() if v}
         report.dead_lettered = broker.dead_letters(QUEUE)
         report.faults_injected = sum(cloud.stats().get("faultsApplied", {}).values())

@@ -20,7 +20,8 @@ from conftest import LITWARE, LITWARE_APP, NORTHWIND, PARTNER_ID, onboarding_mes
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.servicebus import QueueConfig, ServiceBusBroker
-from shared.links.ledger import UNKNOWN_TENANT, is_final_event
+from shared.links.ledger import UNKNOWN_TENANT
+from shared.links.rows import HistoryEvent
 from shared.links.service import get_service
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -244,14 +245,14 @@ async def final_outcomes(tenants: list[str], count: int, *, timeout: float = 30)
     ledger = (await get_service()).ledger
     deadline = time.monotonic() + timeout
     while True:
-        newest: dict[str, dict[str, Any]] = {}
+        newest: dict[str, HistoryEvent] = {}
         for tenant in [*tenants, UNKNOWN_TENANT]:
             for event in await ledger.history(tenant, limit=100):  # newest first
-                newest.setdefault(event["MessageId"].split(":retry")[0], event)
+                newest.setdefault(event.message_id.split(":retry")[0], event)
         final = {
-            message_id: f"{event['Outcome']} {event.get('Code') or ''}".strip()
+            message_id: f"{event.outcome} {event.code or ''}".strip()
             for message_id, event in newest.items()
-            if is_final_event(event)
+            if event.is_final
         }
         if len(final) >= count:
             return final

@@ -38,17 +38,17 @@ async def test_two_verifies_and_a_relink_at_once(service: LinkService, cloud: Cl
     assert len(links) == 1 and links[0]["partnerId"] == PARTNER_ID
 
     history = await service.ledger.history(NORTHWIND)
-    ids = [event["MessageId"] for event in history]
+    ids = [event.message_id for event in history]
     assert sorted(i for i in ids if not i.startswith("relink:")) == ["onboard", "verify-a", "verify-b"]
     assert len([i for i in ids if i.startswith("relink:")]) == 1
     assert len(ids) == len(set(ids)) == 4
 
     (state,) = await service.ledger.link_states(NORTHWIND)
-    assert state["LinkedPartnerId"] == PARTNER_ID and state["ConsecutiveFailures"] == 0
-    assert state["LastMessageId"] in ids
+    assert state.linked_partner_id == PARTNER_ID and state.consecutive_failures == 0
+    assert state.last_message_id in ids
     # The state is the one written last: its outcome is that of the attempt it names.
-    named = next(event for event in history if event["MessageId"] == state["LastMessageId"])
-    assert state["Outcome"] == named["Outcome"]
+    named = next(event for event in history if event.message_id == state.last_message_id)
+    assert state.outcome == named.outcome
 
 
 async def test_concurrent_failures_count_every_attempt(service: LinkService, cloud: CloudSandbox) -> None:
@@ -57,5 +57,5 @@ async def test_concurrent_failures_count_every_attempt(service: LinkService, clo
     await asyncio.gather(*(service.handle(body, message_id=f"m-{n}") for n in range(6)))
     (state,) = await service.ledger.link_states(NORTHWIND)
     # Six failed attempts, six increments: a lost update would leave fewer.
-    assert state["ConsecutiveFailures"] == 6
+    assert state.consecutive_failures == 6
     assert len(await service.ledger.history(NORTHWIND)) == 6

@@ -78,11 +78,11 @@ async def test_dead_lettered_messages_are_recorded_as_failed_and_completed(
         stored = await everything_stored([NORTHWIND, UNKNOWN_TENANT])
     await reset_service()
 
-    assert (event["Outcome"], event["Code"], event["MessageId"]) == ("failed", "dead-lettered", "crm-dlq-1")
-    assert "MaxDeliveryCountExceeded" in event["Reason"]
-    assert (state["Outcome"], state["ConsecutiveFailures"]) == ("failed", 1)
-    assert (unparsed["Outcome"], unparsed["MessageId"]) == ("failed", "crm-dlq-2")
-    assert "unrecognised-reason" in unparsed["Reason"]
+    assert (event.outcome, event.code, event.message_id) == ("failed", "dead-lettered", "crm-dlq-1")
+    assert "MaxDeliveryCountExceeded" in event.reason
+    assert (state.outcome, state.consecutive_failures) == ("failed", 1)
+    assert (unparsed.outcome, unparsed.message_id) == ("failed", "crm-dlq-2")
+    assert "unrecognised-reason" in unparsed.reason
     assert PLANTED not in stored and "\x1b" not in stored and "ALERT" not in stored
 
 
@@ -111,7 +111,7 @@ async def test_dead_lettered_copy_of_a_finished_message_adds_nothing(
         await wait_for_empty_dead_letter_queue(broker)
         events = await (await get_service()).ledger.history(TAILSPIN)
     await reset_service()
-    assert [e["Outcome"] for e in events] == ["already-linked"]
+    assert [e.outcome for e in events] == ["already-linked"]
 
 
 def letter(body: bytes, **changes: Any) -> DeadLetter:

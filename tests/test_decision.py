@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
-from shared.links.ledger import Receipt, is_final, is_final_event
+from shared.links.rows import HistoryEvent
 from shared.spine.decision import DEFERRED, Counters, Decision, NextAttempt, after_attempt, before_attempt
 from shared.spine.outcomes import Outcome, OutcomeKind
+from shared.spine.receipts import Receipt, is_final
 from shared.spine.retry import RetryPolicy
 
 POLICY = RetryPolicy(
@@ -107,9 +107,12 @@ def test_a_recorded_outcome_is_final_when_not_retryable_and_no_retry_is_schedule
 ) -> None:
     expected = kind is not OutcomeKind.TRANSIENT and not retry_scheduled
     assert is_final(kind, retry_scheduled=retry_scheduled) is expected
-    event: dict[str, Any] = {"Outcome": kind.value}
+    # As a history event and as a receipt read back from the table: the same rule.
+    event = {"PartitionKey": "t", "RowKey": "event~1", "Outcome": kind.value, "EventTime": datetime.now(UTC)}
     if retry_scheduled:
         event["NextAttemptAt"] = datetime(2026, 11, 23, tzinfo=UTC)
-    assert is_final_event(event) is expected
-    receipt = Receipt("m", kind, "why", "e", next_attempt=2 if retry_scheduled else None)
-    assert receipt.is_terminal is expected
+    assert HistoryEvent.from_entity(event).is_final is expected
+    receipt = {"PartitionKey": "t", "RowKey": "receipt~1", "Outcome": kind.value, "MessageId": "m"}
+    if retry_scheduled:
+        receipt["NextAttempt"] = 2
+    assert Receipt.from_entity(receipt).is_terminal is expected

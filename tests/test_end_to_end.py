@@ -22,7 +22,8 @@ from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.scenario import FaultRule
 from sandbox.servicebus import ServiceBusBroker
-from shared.links.ledger import UNKNOWN_TENANT, is_final_event
+from shared.links.ledger import UNKNOWN_TENANT
+from shared.links.rows import HistoryEvent
 from shared.links.service import get_service
 
 QUEUE = "customer-onboarded"
@@ -41,16 +42,16 @@ async def send(env: dict[str, str], *messages: tuple[dict[str, Any] | bytes, str
             )
 
 
-async def history(tenant: str) -> list[dict[str, Any]]:
+async def history(tenant: str) -> list[HistoryEvent]:
     return await (await get_service()).ledger.history(tenant, limit=1000)
 
 
-async def wait_for_final(tenant: str, message_id: str, *, timeout: float = 30) -> list[dict[str, Any]]:
+async def wait_for_final(tenant: str, message_id: str, *, timeout: float = 30) -> list[HistoryEvent]:
     """Events of a message and its scheduled retries (newest first), once the newest is final."""
     deadline = time.monotonic() + timeout
     while True:
-        mine = [e for e in await history(tenant) if e["MessageId"].split(":retry")[0] == message_id]
-        if mine and is_final_event(mine[0]):
+        mine = [e for e in await history(tenant) if e.message_id.split(":retry")[0] == message_id]
+        if mine and mine[0].is_final:
             return mine
         if time.monotonic() > deadline:
             raise AssertionError(f"no final outcome for {message_id} within {timeout} s: {mine}")
@@ -69,7 +70,7 @@ async def test_onboarded_customer_is_linked(
 ) -> None:
     await send(bus_env, (onboarding_message(NORTHWIND, correlationId="CRM-9"), "crm-1"))
     events = await wait_for_final(NORTHWIND, "crm-1")
-    assert [e["Outcome"] for e in events] == ["linked"]
+    assert [e.outcome for e in events] == ["linked"]
     assert any(link["tenantId"] == NORTHWIND and link["partnerId"] == PARTNER_ID for link in cloud.links())
     assert [i.succeeded for i in host.invocations] == [True]
 
@@ -79,7 +80,7 @@ async def test_malformed_message_is_rejected_once_and_never_retried(
 ) -> None:
     await send(bus_env, (b'{"schemaVersion": 1, "customerTenantId": "nope"', "crm-bad"))
     events = await wait_for_final(UNKNOWN_TENANT, "crm-bad")
-    assert [(e["Outcome"], e["Code"]) for e in events] == [("rejected", "not-json")]
+    assert [(e.outcome, e.code) for e in events] == [("rejected", "not-json")]
     # Idle means completed and nothing scheduled: a retry is scheduled before completion, so none
     # can come.
     await wait_until_idle(broker, host)
@@ -101,16 +102,16 @@ async def test_throttled_call_is_retried_after_the_servers_retry_after(
     await send(bus_env, (body, "crm-throttled"))
     linked, throttled = await wait_for_final(LITWARE, "crm-throttled", timeout=40)
 
-    assert (throttled["Outcome"], throttled["Code"], throttled["Attempt"]) == ("transient", "HTTP429", 1)
-    assert throttled["RetryAfterSeconds"] == 3
-    planned_delay = (throttled["NextAttemptAt"] - throttled["EventTime"]).total_seconds()
+    assert (throttled.outcome, throttled.code, throttled.attempt) == ("transient", "HTTP429", 1)
+    assert throttled.retry_after_seconds == 3
+    planned_delay = (throttled.next_attempt_at - throttled.event_time).total_seconds()
     assert 2.9 <= planned_delay <= 4  # Retry-After (3 s) beats the 1-2 s backoff
-    assert (linked["Outcome"], linked["Attempt"], linked["MessageId"]) == (
+    assert (linked.outcome, linked.attempt, linked.message_id) == (
         "linked",
         2,
         "crm-throttled:retry2",
     )
-    assert (linked["EventTime"] - throttled["EventTime"]).total_seconds() >= 2.9
+    assert (linked.event_time - throttled.event_time).total_seconds() >= 2.9
     await wait_until_idle(broker, host)
     assert broker.queue_counts(QUEUE)["dead_lettered"] == 0
 
@@ -126,14 +127,14 @@ async def test_transient_failures_end_as_failed_after_the_last_attempt(
         await reset_service()
         await send(bus_env, (onboarding_message(TAILSPIN), "crm-503"))
         events = await wait_for_final(TAILSPIN, "crm-503", timeout=40)
-        assert [(e["Outcome"], e["Attempt"]) for e in events] == [
+        assert [(e.outcome, e.attempt) for e in events] == [
             ("failed", 3),
             ("transient", 2),
             ("transient", 1),
         ]
-        assert "gave up after 3 attempts" in events[0]["Reason"]
+        assert "gave up after 3 attempts" in events[0].reason
         states = await (await get_service()).ledger.link_states(TAILSPIN)
-        assert (states[0]["Outcome"], states[0]["ConsecutiveFailures"]) == ("failed", 3)
+        assert (states[0].outcome, states[0].consecutive_failures) == ("failed", 3)
         await wait_until_idle(broker, running)
         await reset_service()
 
@@ -155,7 +156,7 @@ async def test_broken_partner_credential_alerts_once_pauses_and_recovers(
     while not await history(NORTHWIND):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)
-    assert (await history(NORTHWIND))[0]["Outcome"] == "partner-credential-broken"
+    assert (await history(NORTHWIND))[0].outcome == "partner-credential-broken"
 
     # While the breaker is open, another tenant's message is deferred without asking Entra ID.
     await send(bus_env, (onboarding_message(TAILSPIN), "crm-1"), (onboarding_message(WOODGROVE), "crm-2"))
@@ -167,7 +168,7 @@ async def test_broken_partner_credential_alerts_once_pauses_and_recovers(
     assert stats.get(TAILSPIN, 0) == stats.get(WOODGROVE, 0) == 0
     # Deferred attempts are in the ledger, as such.
     (deferral,) = await history(TAILSPIN)
-    assert (deferral["Outcome"], deferral["Code"]) == ("partner-credential-broken", "deferred")
+    assert (deferral.outcome, deferral.code) == ("partner-credential-broken", "deferred")
     deferred = {r.args[0] for r in caplog.records if "deferred" in r.msg and isinstance(r.args, tuple)}
     assert {"crm-1", "crm-2"} <= deferred
     alerts = [r for r in caplog.records if r.levelno == logging.ERROR and "ALERT" in r.getMessage()]
@@ -176,9 +177,9 @@ async def test_broken_partner_credential_alerts_once_pauses_and_recovers(
     cloud.clear_faults("*")  # the partner fixes the app's federated credential
     for tenant, message_id, final in ((NORTHWIND, "crm-0", "linked"), (TAILSPIN, "crm-1", "already-linked")):
         events = await wait_for_final(tenant, message_id, timeout=30)
-        assert events[0]["Outcome"] == final
-        assert all(e["Outcome"] != "failed" for e in events)
-    assert (await wait_for_final(WOODGROVE, "crm-2"))[0]["Outcome"] == "needs-customer-action"
+        assert events[0].outcome == final
+        assert all(e.outcome != "failed" for e in events)
+    assert (await wait_for_final(WOODGROVE, "crm-2"))[0].outcome == "needs-customer-action"
     await wait_until_idle(broker, host)
     assert all(invocation.succeeded for invocation in host.invocations)
 
@@ -244,7 +245,7 @@ async def test_host_killed_mid_handler_redelivers_and_records_once(
         events = await wait_for_final(NORTHWIND, "crm-kill")
         await wait_until_idle(broker, restarted)
     # The intent recorded before the PUT tells the redelivery that this message made the link.
-    assert [(e["Outcome"], e["DeliveryCount"]) for e in events] == [("linked", 2)]
-    assert "made by an earlier attempt" in events[0]["Reason"]
+    assert [(e.outcome, e.delivery_count) for e in events] == [("linked", 2)]
+    assert "made by an earlier attempt" in events[0].reason
     assert len(await history(NORTHWIND)) == 1
     await reset_service()

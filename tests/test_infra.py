@@ -676,7 +676,7 @@ def test_host_json_service_bus_matches_what_the_code_assumes() -> None:
     # second instance while the first still works on it.
     function_timeout = timespan(host["functionTimeout"])
     assert timespan(service_bus["maxAutoLockRenewalDuration"]) >= function_timeout
-    # Every message running at once can hold an HTTP connection of the shared pool (shared/spine/transport.py).
+    # Every message running at once can hold an HTTP connection of the shared pool (spine/transport.py).
     pool = re.search(
         r"TCPConnector\(.*?\blimit=(\d+)", (ROOT / "shared" / "spine" / "transport.py").read_text(), re.DOTALL
     )

@@ -108,7 +108,7 @@ async def test_another_customers_secret_is_refused_before_entra_id_is_asked(
     assert cloud.stats()["tokenRequests"] == {}
     assert [link for link in cloud.links() if link["tenantId"] == NORTHWIND] == []
     history = await service.ledger.history(NORTHWIND)
-    assert [(event["Outcome"], event["Code"]) for event in history] == [("rejected", "secret-not-bound")]
+    assert [(event.outcome, event.code) for event in history] == [("rejected", "secret-not-bound")]
     await assert_nowhere(fragments(cloud.secret_value("fabrikam-pal-secret")), env, all_logs, outcome)
 
 
@@ -224,9 +224,9 @@ async def test_a_customers_own_secret_problem_is_final_and_named(
     again = await send(service, body, "m-1", delivery_count=2)
     assert again.code == "duplicate-delivery"
     history = await service.ledger.history(tenant)
-    assert [(event["Outcome"], event["Code"]) for event in history] == [("needs-partner-action", code)]
+    assert [(event.outcome, event.code) for event in history] == [("needs-partner-action", code)]
     (state,) = await service.ledger.link_states(tenant)
-    assert (state["Outcome"], state["Code"]) == ("needs-partner-action", code)
+    assert (state.outcome, state.code) == ("needs-partner-action", code)
     await assert_nowhere(fragments(value) if value and value.strip() else [], env, all_logs, outcome)
 
 

@@ -64,7 +64,7 @@ async def test_a_write_that_arm_answers_without_making_it_is_not_believed(
     assert (outcome.kind, outcome.code) == (OutcomeKind.TRANSIENT, "arm-reply-mismatch")
     assert partner_in_sandbox(cloud, FABRIKAM) == OTHER_PARTNER_ID
     (state,) = await service.ledger.link_states(FABRIKAM)
-    assert state["Outcome"] == "transient"
+    assert state.outcome == "transient"
 
 
 async def test_a_new_identity_for_a_healthy_link_is_recorded_only_once_it_works(
@@ -78,9 +78,9 @@ async def test_a_new_identity_for_a_healthy_link_is_recorded_only_once_it_works(
         assert not outcome.kind.is_success
 
     (state,) = await service.ledger.link_states(FABRIKAM)
-    assert (state["IdentityType"], state["KeyVaultSecretName"]) == ("secret", "fabrikam-pal-secret")
-    assert state["Outcome"] == "reclaimed"
-    history = [e["Outcome"] for e in await service.ledger.history(FABRIKAM)]
+    assert (state.identity_type, state.key_vault_secret_name) == ("secret", "fabrikam-pal-secret")
+    assert state.outcome == "reclaimed"
+    history = [e.outcome for e in await service.ledger.history(FABRIKAM)]
     assert len(history) == 3  # the failed attempts are evidence, not state
 
 
@@ -92,7 +92,7 @@ async def test_a_corrected_body_under_a_used_message_id_is_processed(service: Li
 
     assert first.kind is again.kind is OutcomeKind.REJECTED
     assert corrected.kind is OutcomeKind.LINKED
-    assert [e["Outcome"] for e in await service.ledger.history(NORTHWIND)] == ["linked", "rejected"]
+    assert [e.outcome for e in await service.ledger.history(NORTHWIND)] == ["linked", "rejected"]
 
 
 async def test_concurrent_relinks_of_one_link_never_fail_with_a_bare_error(service: LinkService) -> None:

@@ -62,15 +62,15 @@ async def test_new_customer_is_linked_and_recorded(service: LinkService, cloud: 
     assert sandbox_link(cloud, NORTHWIND)["partnerId"] == PARTNER_ID  # type: ignore[index]
 
     state = await only_state(service.ledger, NORTHWIND)
-    assert state["Outcome"] == "linked"
-    assert state["LinkedPartnerId"] == PARTNER_ID
-    assert state["ObjectId"] == NORTHWIND_OID
-    assert state["ConsecutiveFailures"] == 0
-    assert state["CorrelationId"] == "CRM-1"
-    assert state["LastLinkedAt"] == state["LastCheckedAt"]
+    assert state.outcome == "linked"
+    assert state.linked_partner_id == PARTNER_ID
+    assert state.object_id == NORTHWIND_OID
+    assert state.consecutive_failures == 0
+    assert state.correlation_id == "CRM-1"
+    assert state.last_linked_at == state.last_checked_at
     history = await service.ledger.history(NORTHWIND)
-    assert [event["Outcome"] for event in history] == ["linked"]
-    assert history[0]["MessageId"] == "m-1"
+    assert [event.outcome for event in history] == ["linked"]
+    assert history[0].message_id == "m-1"
 
 
 async def test_already_linked_customer_is_left_alone(service: LinkService, cloud: CloudSandbox) -> None:
@@ -121,10 +121,10 @@ async def test_a_foreign_partner_id_is_an_alert_and_is_reclaimed(
     (alert,) = [r for r in caplog.records if r.getMessage().startswith("ALERT foreign partner ID")]
     assert alert.levelname == "ERROR" and OTHER_PARTNER_ID in alert.getMessage()
     state = await only_state(service.ledger, FABRIKAM)
-    assert (state["Outcome"], state["PreviousPartnerId"]) == ("reclaimed", OTHER_PARTNER_ID)
-    assert state["KeyVaultSecretName"] == "fabrikam-pal-secret"
+    assert (state.outcome, state.previous_partner_id) == ("reclaimed", OTHER_PARTNER_ID)
+    assert state.key_vault_secret_name == "fabrikam-pal-secret"
     (event,) = await service.ledger.history(FABRIKAM)
-    assert (event["Outcome"], event["PreviousPartnerId"]) == ("reclaimed", OTHER_PARTNER_ID)
+    assert (event.outcome, event.previous_partner_id) == ("reclaimed", OTHER_PARTNER_ID)
 
 
 async def test_a_foreign_partner_id_is_an_alert_and_kept_when_configured(
@@ -163,7 +163,7 @@ async def test_a_partner_id_that_is_not_ours_is_rejected_and_nothing_is_called(
     assert stats["armCalls"] == {} and stats["tokenRequests"] == {}
     assert await service.ledger.link_states(TAILSPIN) == []
     (event,) = await service.ledger.history(TAILSPIN)
-    assert (event["Outcome"], event["Code"]) == ("rejected", "partner-id-not-allowed")
+    assert (event.outcome, event.code) == ("rejected", "partner-id-not-allowed")
 
 
 async def test_certificate_identity_is_linked(service: LinkService, cloud: CloudSandbox) -> None:
@@ -185,12 +185,12 @@ async def test_missing_consent_needs_customer_action(service: LinkService) -> No
         and FEDERATED_APP in outcome.remediation
     )
     state = await only_state(service.ledger, WOODGROVE)
-    assert (state["Outcome"], state["Code"], state["ConsecutiveFailures"]) == (
+    assert (state.outcome, state.code, state.consecutive_failures) == (
         "needs-customer-action",
         "AADSTS700016",
         1,
     )
-    assert state["Remediation"] == outcome.remediation
+    assert state.remediation == outcome.remediation
 
 
 async def test_disabled_app_and_unknown_tenant_need_customer_action(
@@ -221,7 +221,7 @@ async def test_wrong_secret_is_a_broken_partner_credential_and_recovers_after_ro
     fixed = await send(service, body, "m-2")
     assert fixed.kind is OutcomeKind.RECLAIMED
     state = await only_state(service.ledger, FABRIKAM)
-    assert (state["Outcome"], state["ConsecutiveFailures"]) == ("reclaimed", 0)
+    assert (state.outcome, state.consecutive_failures) == ("reclaimed", 0)
 
 
 async def test_missing_key_vault_secret_needs_the_partner_to_create_it(service: LinkService) -> None:
@@ -254,7 +254,7 @@ async def test_throttling_is_transient_with_the_servers_retry_after(
     )
     assert linked.kind is OutcomeKind.LINKED
     history = await service.ledger.history(NORTHWIND)
-    assert [(event["Outcome"], event["DeliveryCount"]) for event in history] == [
+    assert [(event.outcome, event.delivery_count) for event in history] == [
         ("linked", 2),
         ("transient", 1),
     ]
@@ -344,10 +344,10 @@ async def test_concurrent_messages_for_one_link_lose_no_update(service: LinkServ
     await asyncio.gather(*(service.handle(body, message_id=f"m-{number}") for number in range(5)))
     history = await service.ledger.history(NORTHWIND)
     assert len(history) == 5
-    assert sorted(event["MessageId"] for event in history) == [f"m-{number}" for number in range(5)]
+    assert sorted(event.message_id for event in history) == [f"m-{number}" for number in range(5)]
     state = await only_state(service.ledger, NORTHWIND)
-    assert state["LastMessageId"] in {f"m-{number}" for number in range(5)}
-    assert state["LinkedPartnerId"] == PARTNER_ID
+    assert state.last_message_id in {f"m-{number}" for number in range(5)}
+    assert state.linked_partner_id == PARTNER_ID
 
 
 async def test_rejections_are_recorded_once_and_filed_by_tenant(service: LinkService) -> None:
@@ -359,10 +359,10 @@ async def test_rejections_are_recorded_once_and_filed_by_tenant(service: LinkSer
     assert not_json.code == "not-json"
 
     filed = await service.ledger.history(NORTHWIND)
-    assert [(event["Outcome"], event["Code"]) for event in filed] == [("rejected", "invalid-field")]
+    assert [(event.outcome, event.code) for event in filed] == [("rejected", "invalid-field")]
     assert await service.ledger.link_states(NORTHWIND) == []  # a rejection never changes a link's state
     unknown = await service.ledger.history(UNKNOWN_TENANT)
-    assert [(event["Outcome"], event["Code"]) for event in unknown] == [("rejected", "not-json")]
+    assert [(event.outcome, event.code) for event in unknown] == [("rejected", "not-json")]
 
 
 def _token_requests(stats: dict[str, Any], tenant: str) -> int:

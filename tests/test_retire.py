@@ -94,8 +94,8 @@ async def test_retiring_a_phantom_identity_takes_it_out_of_relink_and_the_nightl
 
     host.fire_timer("reverify_links")
     run = await wait_for_run(run_id_for(datetime.now(UTC)))
-    assert run["Total"] == 1
-    assert [event["ClientId"] for event in await verify_events(NORTHWIND)] == [FEDERATED_APP]
+    assert run.total == 1
+    assert [event.client_id for event in await verify_events(NORTHWIND)] == [FEDERATED_APP]
 
     status, problem, _ = await api.call("DELETE", ROUTE, customerTenantId=NORTHWIND, clientId=phantom)
     assert (status, problem["type"].rsplit("/", 1)[1]) == (404, "unknown-identity")
@@ -174,8 +174,8 @@ async def test_retiring_the_same_identity_twice_at_once_retires_it_once(
     results = await asyncio.gather(*(ledger.retire(NORTHWIND, FEDERATED_APP, f"race {n}") for n in range(4)))
     assert sorted(results) == [False, False, False, True]
     assert await ledger.link_states(NORTHWIND) == []
-    retired = [e for e in await ledger.history(NORTHWIND) if e["Outcome"] == "retired"]
-    assert len(retired) == 1 and retired[0]["Source"] == "retire"
+    retired = [e for e in await ledger.history(NORTHWIND) if e.outcome == "retired"]
+    assert len(retired) == 1 and retired[0].source == "retire"
     assert await ledger.retire(NORTHWIND, FEDERATED_APP, "again") is False
 
 

@@ -76,7 +76,7 @@ async def _final_outcomes(timeout: float) -> dict[str, list[str]]:
         outcomes = {}
         for tenant in FLEET:
             events = await ledger.history(tenant, limit=100)
-            outcomes[tenant] = [e["Outcome"] for e in reversed(events)]
+            outcomes[tenant] = [e.outcome for e in reversed(events)]
         if all(o and o[-1] == "linked" for o in outcomes.values()) or time.monotonic() > deadline:
             return outcomes
         await asyncio.sleep(0.3)
@@ -117,13 +117,13 @@ async def test_a_partner_credential_broken_for_too_long_ends_as_failed(
             )
         ledger = (await get_service()).ledger
         deadline = time.monotonic() + 30
-        while not (events := await ledger.history(NORTHWIND, limit=100)) or events[0]["Outcome"] != "failed":
-            assert time.monotonic() < deadline, [e["Outcome"] for e in events]
+        while not (events := await ledger.history(NORTHWIND, limit=100)) or events[0].outcome != "failed":
+            assert time.monotonic() < deadline, [e.outcome for e in events]
             await asyncio.sleep(0.2)
     await reset_service()
 
-    assert events[0]["Code"] == "partner-credential-broken-too-long"
-    assert not events[0].get("NextAttemptAt")
-    earlier = {e["Outcome"] for e in events[1:]}
+    assert events[0].code == "partner-credential-broken-too-long"
+    assert not events[0].next_attempt_at
+    earlier = {e.outcome for e in events[1:]}
     assert earlier == {"partner-credential-broken"}  # every pause is in the history
     assert len(events) >= 3

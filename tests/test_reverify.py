@@ -21,7 +21,10 @@ from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.servicebus import ServiceBusBroker
 from shared.links.reverify import run_id_for, start_run, verify_message, verify_now
+from shared.links.rows import HistoryEvent, LinkState
+from shared.links.runs import RunRecord
 from shared.links.service import LinkService, get_service, reset_service
+from shared.spine.outcomes import OutcomeKind
 
 NORTHWIND_OID = "d87199a7-f53b-4dd6-813d-019f7547bffb"
 FABRIKAM_OID = "fad08631-a20d-46eb-9c68-9bb2395042d8"
@@ -41,19 +44,19 @@ async def onboard_four(bus_env: dict[str, str]) -> None:
         await wait_for_final(tenant, message_id)
 
 
-async def wait_for_run(run_id: str, timeout: float = 30) -> dict[str, Any]:
+async def wait_for_run(run_id: str, timeout: float = 30) -> RunRecord:
     deadline = time.monotonic() + timeout
     while True:
-        runs = {run["RowKey"]: run for run in await (await get_service()).ledger.runs()}
-        if runs.get(run_id, {}).get("EndedAt"):
+        runs = {run.run_id: run for run in await (await get_service()).ledger.runs.all()}
+        if run_id in runs and runs[run_id].ended:
             return runs[run_id]
         assert time.monotonic() < deadline, runs
         await asyncio.sleep(0.2)
 
 
-async def verify_events(tenant: str) -> list[dict[str, Any]]:
+async def verify_events(tenant: str) -> list[HistoryEvent]:
     history = await (await get_service()).ledger.history(tenant)
-    return [event for event in history if event["Source"] == "verify"]
+    return [event for event in history if event.source == "verify"]
 
 
 async def test_nightly_run_verifies_heals_and_summarises(
@@ -77,13 +80,13 @@ async def test_nightly_run_verifies_heals_and_summarises(
     }
     for tenant, outcome in expected.items():
         events = await verify_events(tenant)
-        assert [e["Outcome"] for e in events] == [outcome], tenant
-        assert events[0]["RunId"] == run["RowKey"]
+        assert [e.outcome for e in events] == [outcome], tenant
+        assert events[0].run_id == run.run_id
     assert any(link["tenantId"] == NORTHWIND and link["state"] == "Active" for link in cloud.links())
-    assert run["Total"] == 4 and run["Complete"] is True
-    assert (run["Count_verified"], run["Count_healed"], run["Count_reclaimed"]) == (1, 1, 1)
+    assert run.total == 4 and run.complete is True
+    assert (run.count("verified"), run.count("healed"), run.count("reclaimed")) == (1, 1, 1)
     assert any(r.getMessage().startswith("ALERT foreign partner ID") for r in caplog.records)
-    assert run["Count_needs_customer_action"] == 1
+    assert run.count("needs-customer-action") == 1
     assert any(
         "re-verification run" in r.getMessage() and "finished" in r.getMessage() for r in caplog.records
     )
@@ -95,7 +98,7 @@ async def test_nightly_run_verifies_heals_and_summarises(
     run_id, sent = await start_run(await get_service(), now=tomorrow)
     assert sent == 4
     second = await wait_for_run(run_id)
-    assert (second["Count_needs_customer_action"], second.get("Count_verified", 0)) == (2, 2)
+    assert (second.count("needs-customer-action"), second.count("verified")) == (2, 2)
     warnings = [
         r.getMessage()
         for r in caplog.records
@@ -108,14 +111,17 @@ async def test_nightly_run_verifies_heals_and_summarises(
 
 
 def test_verify_message_is_a_valid_onboarding_message() -> None:
-    state = {
-        "CustomerTenantId": NORTHWIND,
-        "ClientId": FABRIKAM_APP,
-        "IdentityType": "secret",
-        "KeyVaultSecretName": "fabrikam-pal-secret",
-        "PartnerId": "1234567",
-        "CustomerName": "Northwind",
-    }
+    state = LinkState(
+        partition_key=NORTHWIND,
+        row_key=f"link~{FABRIKAM_APP}",
+        outcome=OutcomeKind.VERIFIED,
+        customer_tenant_id=NORTHWIND,
+        client_id=FABRIKAM_APP,
+        identity_type="secret",
+        key_vault_secret_name="fabrikam-pal-secret",
+        partner_id="1234567",
+        customer_name="Northwind",
+    )
     outgoing = verify_message(state, "2026-11-23")
     assert outgoing is not None
     assert outgoing.message_id == f"verify:{NORTHWIND}:{FABRIKAM_APP}:2026-11-23"
@@ -124,7 +130,8 @@ def test_verify_message_is_a_valid_onboarding_message() -> None:
 
     request = parse_onboarding_message(outgoing.body, default_partner_id="7654321", max_bytes=65536)
     assert (request.partner_id, request.identity.key_vault_secret_name) == ("1234567", "fabrikam-pal-secret")
-    assert verify_message({"CustomerTenantId": NORTHWIND}, "2026-11-23") is None
+    no_identity = LinkState(partition_key=NORTHWIND, row_key="link~", outcome=OutcomeKind.FAILED)
+    assert verify_message(no_identity, "2026-11-23") is None
 
 
 @pytest.mark.parametrize(
@@ -163,7 +170,10 @@ def test_verify_message_is_a_valid_onboarding_message() -> None:
     ],
 )
 def test_verify_message_body_is_the_canonical_v1_body(state: dict[str, Any], body: bytes) -> None:
-    outgoing = verify_message(state, "2026-11-23")
+    row = LinkState.from_entity(
+        {"PartitionKey": NORTHWIND, "RowKey": "link~x", "Outcome": "verified", **state}
+    )
+    outgoing = verify_message(row, "2026-11-23")
     assert outgoing is not None and outgoing.body == body
 
 
@@ -229,18 +239,18 @@ async def test_unchanged_nights_extend_the_verified_interval_without_new_events(
     assert [await night(run) for run in ("2026-03-01", "2026-03-02", "2026-03-03")] == ["verified"] * 3
 
     events = await service.ledger.history(TAILSPIN)
-    assert [(e["Outcome"], e.get("RunId")) for e in events] == [
+    assert [(e.outcome, e.run_id) for e in events] == [
         ("verified", "2026-03-01"),  # the interval starts
         ("already-linked", None),
     ]
     (state,) = await service.ledger.link_states(TAILSPIN)
-    assert (state["Outcome"], state["VerifiedCount"], state["LastRunId"]) == ("verified", 3, "2026-03-03")
-    assert state["VerifiedSince"] == events[0]["EventTime"] < state["LastCheckedAt"]
+    assert (state.outcome, state.verified_count, state.last_run_id) == ("verified", 3, "2026-03-03")
+    assert state.verified_since == events[0].event_time < state.last_checked_at
 
     # Something changes (the link is removed and healed): the interval ends, a new one starts later.
     cloud.delete_link(TAILSPIN, TAILSPIN_OID)
     assert await night("2026-03-04") == "healed"
     assert await night("2026-03-05") == "verified"
     (state,) = await service.ledger.link_states(TAILSPIN)
-    assert state["VerifiedCount"] == 1 and state["VerifiedSince"] > events[0]["EventTime"]
-    assert [e["Outcome"] for e in await service.ledger.history(TAILSPIN)][:2] == ["verified", "healed"]
+    assert state.verified_count == 1 and state.verified_since > events[0].event_time
+    assert [e.outcome for e in await service.ledger.history(TAILSPIN)][:2] == ["verified", "healed"]

@@ -46,7 +46,7 @@ async def test_secret_in_a_message_is_rejected_and_never_written(
     outcome = await service.handle(json.dumps(body).encode(), message_id="m-secret")
     assert (outcome.kind, outcome.code) == (OutcomeKind.REJECTED, "secret-in-message")
     history = await service.ledger.history(NORTHWIND)
-    assert [event["Code"] for event in history] == ["secret-in-message"]
+    assert [event.code for event in history] == ["secret-in-message"]
 
     places = {
         "logs": everything_logged(all_logs),

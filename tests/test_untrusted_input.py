@@ -253,7 +253,7 @@ async def test_a_secret_message_id_is_never_logged_stored_or_returned(
     again = await service.handle(body, message_id=raw)  # redelivery: still recognised
     assert again.code == "duplicate-delivery" and again.kind is first.kind
 
-    assert [event["MessageId"] for event in await service.ledger.history(NORTHWIND)] == [digest_id(raw)]
+    assert [event.message_id for event in await service.ledger.history(NORTHWIND)] == [digest_id(raw)]
     text = await scanned(service, env, all_logs)
     assert digest_id(raw) in text
     assert CLIENT_SECRET not in text and raw not in text
@@ -267,7 +267,7 @@ async def test_a_secret_original_message_id_property_is_not_believed(
         body, message_id="m-orig:retry2", properties={"palOriginalMessageId": ORIGINAL_SECRET}
     )
 
-    assert [event["MessageId"] for event in await service.ledger.history(NORTHWIND)] == ["m-orig:retry2"]
+    assert [event.message_id for event in await service.ledger.history(NORTHWIND)] == ["m-orig:retry2"]
     assert ORIGINAL_SECRET not in await scanned(service, env, all_logs)
 
 

@@ -24,10 +24,12 @@ from shared.links.message import (
     parse_onboarding_document,
 )
 from shared.links.retirement import DEFAULT_REASON, InvalidReason, retirement_reason
-from shared.links.service import LinkService, is_unavailable
+from shared.links.service import LinkService
+from shared.spine.errors import is_unavailable
 from shared.spine.identifiers import is_guid, printable_name
 from shared.spine.outcomes import OutcomeKind
 from shared.spine.problem import ApiResponse, problem, storage_unavailable
+from shared.spine.table_row import TableRow
 
 logger = logging.getLogger(__name__)
 _P = ParamSpec("_P")
@@ -37,45 +39,50 @@ _RELINK_FIELDS = {"identity", "partnerId"}
 _RETIRE_FIELDS = {"reason"}
 _LIST_PARAMETERS = {"outcome", "top", "continuationToken"}
 
-# Ledger columns shown for a link, in API names.
-_LINK_FIELDS = {
-    "CustomerTenantId": "customerTenantId",
-    "ClientId": "clientId",
-    "IdentityType": "identityType",
-    "KeyVaultSecretName": "keyVaultSecretName",
-    "CustomerName": "customerName",
-    "CorrelationId": "correlationId",
-    "PartnerId": "partnerId",
-    "LinkedPartnerId": "linkedPartnerId",
-    "PreviousPartnerId": "previousPartnerId",
-    "ObjectId": "objectId",
-    "LinkVersion": "linkVersion",
-    "Outcome": "outcome",
-    "Reason": "reason",
-    "Code": "code",
-    "Remediation": "remediation",
-    "LastCheckedAt": "lastCheckedAt",
-    "LastLinkedAt": "lastLinkedAt",
-    "VerifiedSince": "verifiedSince",
-    "VerifiedCount": "verifiedCount",
-    "ConsecutiveFailures": "consecutiveFailures",
-    "FirstSeenAt": "firstSeenAt",
-}
-_EVENT_FIELDS = {
-    "EventTime": "time",
-    "Source": "source",
-    "MessageId": "messageId",
-    "Attempt": "attempt",
-    "ClientId": "clientId",
-    "Outcome": "outcome",
-    "Reason": "reason",
-    "Code": "code",
-    "Remediation": "remediation",
-    "PartnerId": "partnerId",
-    "PreviousPartnerId": "previousPartnerId",
-    "RunId": "runId",
-    "CorrelationId": "correlationId",
-}
+
+def _api_names(*fields: str) -> dict[str, str]:
+    """`customer_tenant_id` -> `customerTenantId`, for each field."""
+    return {field: re.sub(r"_([a-z])", lambda match: match.group(1).upper(), field) for field in fields}
+
+
+# The rows' fields the API shows, in API names (camelCase of the field name, unless named here).
+_LINK_FIELDS = _api_names(
+    "customer_tenant_id",
+    "client_id",
+    "identity_type",
+    "key_vault_secret_name",
+    "customer_name",
+    "correlation_id",
+    "partner_id",
+    "linked_partner_id",
+    "previous_partner_id",
+    "object_id",
+    "link_version",
+    "outcome",
+    "reason",
+    "code",
+    "remediation",
+    "last_checked_at",
+    "last_linked_at",
+    "verified_since",
+    "verified_count",
+    "consecutive_failures",
+    "first_seen_at",
+)
+_EVENT_FIELDS = {"event_time": "time"} | _api_names(
+    "source",
+    "message_id",
+    "attempt",
+    "client_id",
+    "outcome",
+    "reason",
+    "code",
+    "remediation",
+    "partner_id",
+    "previous_partner_id",
+    "run_id",
+    "correlation_id",
+)
 
 
 def _answers_outages(call: Callable[_P, Awaitable[ApiResponse]]) -> Callable[_P, Awaitable[ApiResponse]]:
@@ -94,8 +101,10 @@ def _answers_outages(call: Callable[_P, Awaitable[ApiResponse]]) -> Callable[_P,
     return answer
 
 
-def _project(entity: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, Any]:
-    return {name: entity[column] for column, name in fields.items() if entity.get(column) is not None}
+def _project(row: TableRow, fields: Mapping[str, str]) -> dict[str, Any]:
+    """The row's fields that have a value, under their API names."""
+    values = ((name, getattr(row, field)) for field, name in fields.items())
+    return {name: value for name, value in values if value is not None}
 
 
 def _read_object(body: bytes, allowed: set[str]) -> dict[str, Any] | ApiResponse:
@@ -215,7 +224,7 @@ class LinksApi:
                 "no link is recorded for this tenant; give the identity in the body to link it",
             )
         if len(states) > 1:
-            clients = ", ".join(sorted(state["ClientId"] for state in states))
+            clients = ", ".join(sorted(state.client_id or "" for state in states))
             return problem(
                 400,
                 "identity-required",
@@ -223,16 +232,13 @@ class LinksApi:
                 f"several identities are recorded for this tenant ({clients}); give identity in the body",
             )
         state = states[0]
-        identity = {"type": state["IdentityType"], "clientId": state["ClientId"]}
-        if state.get("KeyVaultSecretName"):
-            identity["keyVaultSecretName"] = state["KeyVaultSecretName"]
+        identity = {"type": state.identity_type, "clientId": state.client_id}
+        if state.key_vault_secret_name:
+            identity["keyVaultSecretName"] = state.key_vault_secret_name
         recorded: dict[str, Any] = {"identity": identity}
         # A state written before ALLOWED_PARTNER_IDS may hold a foreign ID: PARTNER_ID then applies.
-        if (
-            "partnerId" not in document
-            and state.get("PartnerId") in self._service.settings.allowed_partner_ids
-        ):
-            recorded["partnerId"] = state["PartnerId"]
+        if "partnerId" not in document and state.partner_id in self._service.settings.allowed_partner_ids:
+            recorded["partnerId"] = state.partner_id
         return recorded
 
     @_answers_outages

@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.links.message_builder import onboarding_body
+from shared.links.rows import LinkState
+from shared.links.runs import RunSummary
 from shared.links.service import LinkService
 from shared.spine.envelope import (
     CHECK_PROPERTY,
@@ -38,23 +40,19 @@ def run_id_for(moment: datetime) -> str:
     return moment.astimezone(UTC).date().isoformat()
 
 
-def verify_message(state: dict[str, Any], run_id: str) -> OutgoingMessage | None:
+def verify_message(state: LinkState, run_id: str) -> OutgoingMessage | None:
     """A customer-onboarded v1 body for a known link, so verification goes through the same parser;
     None when the state row holds no identity (or an identity type the parser has never accepted)."""
-    tenant, client_id, identity_type = (
-        state.get("CustomerTenantId"),
-        state.get("ClientId"),
-        state.get("IdentityType"),
-    )
+    tenant, client_id, identity_type = state.customer_tenant_id, state.client_id, state.identity_type
     if not (tenant and client_id and identity_type in _IDENTITY_TYPES):
         return None
-    identity = Identity(IdentityType(identity_type), client_id, state.get("KeyVaultSecretName") or None)
+    identity = Identity(IdentityType(identity_type), client_id, state.key_vault_secret_name or None)
     body = onboarding_body(
         tenant,
         identity,
-        partner_id=state.get("PartnerId"),
-        customer_name=state.get("CustomerName"),
-        correlation_id=state.get("CorrelationId"),
+        partner_id=state.partner_id,
+        customer_name=state.customer_name,
+        correlation_id=state.correlation_id,
     )
     return OutgoingMessage(
         body,
@@ -63,7 +61,7 @@ def verify_message(state: dict[str, Any], run_id: str) -> OutgoingMessage | None
     )
 
 
-async def verify_now(service: LinkService, state: dict[str, Any], run_id: str) -> Outcome | None:
+async def verify_now(service: LinkService, state: LinkState, run_id: str) -> Outcome | None:
     """Verify one recorded link in this process, as its verify message would (the benchmark and
     the tests); None when the state row holds no identity."""
     outgoing = verify_message(state, run_id)
@@ -88,7 +86,7 @@ async def start_run(service: LinkService, *, now: datetime | None = None) -> tup
         message = verify_message(state, run_id)
         if message is None:
             logger.warning(
-                "link %s/%s has no valid identity recorded; skipped", state["PartitionKey"], state["RowKey"]
+                "link %s/%s has no valid identity recorded; skipped", state.partition_key, state.row_key
             )
             continue
         pending.append(message)
@@ -98,7 +96,7 @@ async def start_run(service: LinkService, *, now: datetime | None = None) -> tup
     if pending:
         sent += await service.sender.send_batch(queue, pending)
 
-    if await service.ledger.create_run(run_id, total=sent, started_at=started):
+    if await service.ledger.runs.create(run_id, total=sent, started_at=started):
         await schedule_summary_check(service, run_id, 1)
         logger.info("re-verification run %s started: %d verify messages sent to %s", run_id, sent, queue)
     else:
@@ -149,43 +147,38 @@ async def handle_summary_check(service: LinkService, properties: Mapping[str, An
     await check_run(service, check.run_id, check.number)
 
 
-async def check_run(service: LinkService, run_id: str, number: int) -> dict[str, Any] | None:
+async def check_run(service: LinkService, run_id: str, number: int) -> RunSummary | None:
     """Summarise the run once every link has a final outcome; otherwise look again later."""
-    runs = {run["RowKey"]: run for run in await service.ledger.runs()}
-    run = runs.get(run_id)
-    if run is None or run.get("EndedAt"):
+    runs = await service.ledger.runs.all()
+    run = next((record for record in runs if record.run_id == run_id), None)
+    if run is None or run.ended:
         return None
     counts: Counter[str] = Counter()
-    ended = run["StartedAt"]
+    ended = run.started_at
     async for state in service.ledger.states_of_run(run_id):
-        if state["Outcome"] != OutcomeKind.TRANSIENT.value:
-            counts[state["Outcome"]] += 1
-            ended = max(ended, state["LastCheckedAt"])
-    complete = sum(counts.values()) >= run["Total"]
-    overdue = datetime.now(UTC) - run["StartedAt"] > _RUN_DEADLINE
+        if state.outcome is not OutcomeKind.TRANSIENT:
+            counts[state.outcome.value] += 1
+            ended = max(ended, state.last_checked_at or ended)
+    complete = sum(counts.values()) >= run.total
+    overdue = datetime.now(UTC) - run.started_at > _RUN_DEADLINE
     if not (complete or overdue):
         await schedule_summary_check(service, run_id, number + 1)
         return None
 
-    summary = {
-        "EndedAt": ended,
-        "DurationSeconds": round((ended - run["StartedAt"]).total_seconds(), 1),
-        "Complete": complete,
-        "Counts": json.dumps(dict(sorted(counts.items()))),
-        **{f"Count_{kind.replace('-', '_')}": count for kind, count in counts.items()},
-    }
-    await service.ledger.finish_run(run_id, summary)
+    duration = round((ended - run.started_at).total_seconds(), 1)
+    summary = RunSummary(ended_at=ended, duration_seconds=duration, complete=complete, counts=counts)
+    await service.ledger.runs.finish(run_id, summary)
     logger.info(
         "re-verification run %s %s: %d links in %.1f s: %s",
         run_id,
         "finished" if complete else "stopped waiting (incomplete)",
-        run["Total"],
-        summary["DurationSeconds"],
-        summary["Counts"],
+        run.total,
+        summary.duration_seconds,
+        json.dumps(dict(sorted(counts.items()))),
     )
-    earlier = [r for key, r in sorted(runs.items()) if key < run_id and r.get("Counts")]
+    earlier = [record for record in runs if record.run_id < run_id and record.ended]
     if earlier:
-        _compare(run_id, counts, Counter(json.loads(earlier[-1]["Counts"])), earlier[-1]["RowKey"])
+        _compare(run_id, counts, Counter(earlier[-1].counts), earlier[-1].run_id)
     return summary
 
 

@@ -17,10 +17,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
-
 from shared.links.dead_letters import DeadLetter, broker_reason, dead_letter_attempt
-from shared.links.ledger import Attempt, Ledger, LedgerContention, LedgerView, body_digest, chain_id
+from shared.links.ledger import Attempt, Ledger, LedgerView
 from shared.links.linker import BeforeWriteFailed, Linker
 from shared.links.message import MessageRejected, OnboardingRequest, parse_onboarding_message
 from shared.spine.credentials import CredentialCache
@@ -34,7 +32,9 @@ from shared.spine.envelope import (
     counter,
     valid_run_id,
 )
+from shared.spine.errors import is_unavailable
 from shared.spine.outcomes import Outcome, OutcomeKind
+from shared.spine.receipts import body_digest, chain_id
 from shared.spine.retry import CredentialBreaker, RetryPolicy, retry_message_id
 from shared.spine.servicebus import QueueSender
 from shared.spine.settings import Settings
@@ -529,14 +529,6 @@ def _alert_foreign_partner(request: OnboardingRequest, outcome: Outcome) -> None
         done,
         extra={"customerTenantId": request.customer_tenant_id, "outcome": outcome.kind.value},
     )
-
-
-def is_unavailable(error: BaseException) -> bool:
-    """A storage or network outage (worth waiting for), as opposed to a bug or a refused request."""
-    if isinstance(error, ServiceRequestError | ServiceResponseError | OSError | LedgerContention):
-        return True
-    status = getattr(error, "status_code", None)
-    return isinstance(error, HttpResponseError) and (status is None or status >= 500 or status in (408, 429))
 
 
 def _as_verification(outcome: Outcome) -> Outcome:

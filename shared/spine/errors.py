@@ -38,6 +38,23 @@ from shared.spine.vault_secret import (
 _AADSTS = re.compile(r"AADSTS(\d{5,7})")
 
 
+class TransientError(RuntimeError):
+    """A passing condition (contention, an outage) that is worth trying again later."""
+
+
+def is_transient_status(status: int | None) -> bool:
+    """The HTTP statuses worth retrying: 408, 429 and every 5xx. Decided here only."""
+    return status is not None and (status >= 500 or status in (408, 429))
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """A storage or network outage (worth waiting for), as opposed to a bug or a refused request."""
+    if isinstance(error, ServiceRequestError | ServiceResponseError | OSError | TransientError):
+        return True
+    status = getattr(error, "status_code", None)
+    return isinstance(error, HttpResponseError) and (status is None or is_transient_status(status))
+
+
 class KeyVaultNotConfigured(RuntimeError):
     """A secret or certificate identity needs Key Vault, but KEY_VAULT_URL is not set."""
 
@@ -251,7 +268,7 @@ def classify_error(
         )
 
     status = _status(error)
-    if status == 429 or (status is not None and status >= 500) or status == 408:
+    if is_transient_status(status):
         return transient(
             f"{stage.value}: HTTP {status} from the service",
             code=f"HTTP{status}",
@@ -347,7 +364,7 @@ def _unusable_secret(error: UnusableSecret) -> Outcome:
 
 def _unknown_aadsts(error: BaseException) -> tuple[OutcomeKind, str, str | None]:
     status = _status(error)
-    if status is not None and (status >= 500 or status == 429):
+    if is_transient_status(status):
         return OutcomeKind.TRANSIENT, "Entra ID returned a retryable error", None
     return (
         OutcomeKind.NEEDS_CUSTOMER_ACTION,

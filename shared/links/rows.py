@@ -1,0 +1,139 @@
+"""The links ledger's rows, typed: a link's state, a history event, a write intent.
+
+One table, partitioned by customer tenant:
+- `link~{clientId}`: `LinkState`, the current state of the identity's link in that tenant;
+- `event~{inverted time}~{id}`: `HistoryEvent`, the history, newest first;
+- `receipt~{hash of chain}`: the spine's `Receipt`, which makes redelivery harmless;
+- `intent~{hash of chain}`: `IntentRow`, what an attempt is about to change in ARM.
+Nothing secret is ever in a row: outcomes carry no secret by construction, and only Key Vault
+secret *names* are stored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
+
+from shared.spine.outcomes import OutcomeKind
+from shared.spine.receipts import hashed_row_key, is_final
+from shared.spine.table_row import TableRow
+from shared.spine.write_intent import WriteIntent
+
+__all__ = ["HistoryEvent", "IntentRow", "LinkState", "event_row_key", "intent_row_key", "state_row_key"]
+
+STATE_PREFIX = "link~"
+EVENT_PREFIX = "event~"
+INTENT_PREFIX = "intent~"
+_INVERT = 10**20 - 1
+
+
+def state_row_key(client_id: str) -> str:
+    return f"{STATE_PREFIX}{client_id}"
+
+
+def event_row_key(now: datetime) -> str:
+    """Newest first: the key holds the inverted time, then a random suffix against collisions."""
+    micros = int(now.timestamp() * 1_000_000)
+    return f"{EVENT_PREFIX}{_INVERT - micros:020d}~{uuid.uuid4().hex[:8]}"
+
+
+def intent_row_key(chain: str) -> str:
+    return hashed_row_key(INTENT_PREFIX, chain)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkState(TableRow):
+    """What the ledger knows about one identity's link in one customer tenant."""
+
+    outcome: OutcomeKind
+    customer_tenant_id: str | None = None
+    client_id: str | None = None
+    identity_type: str | None = None
+    key_vault_secret_name: str | None = None
+    customer_name: str | None = None
+    correlation_id: str | None = None
+    partner_id: str | None = None
+    """The partner ID we asked for."""
+    linked_partner_id: str | None = None
+    """What Microsoft holds for this identity, as far as we last saw."""
+    previous_partner_id: str | None = None
+    object_id: str | None = None
+    link_version: int | None = None
+    reason: str | None = None
+    code: str | None = None
+    remediation: str | None = None
+    last_checked_at: datetime | None = None
+    last_linked_at: datetime | None = None
+    verified_since: datetime | None = None
+    """The verified interval: from the first of an unbroken run of verifications..."""
+    verified_count: int | None = None
+    """...and how many nights it has lasted."""
+    consecutive_failures: int = 0
+    last_message_id: str | None = None
+    last_run_id: str | None = None
+    first_seen_at: datetime | None = None
+
+    CONVERT: ClassVar = {"outcome": OutcomeKind, "verified_count": int, "consecutive_failures": int}
+
+    @property
+    def is_healthy(self) -> bool:
+        return self.outcome.is_success
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistoryEvent(TableRow):
+    """One attempt's outcome, kept for good (the evidence)."""
+
+    outcome: OutcomeKind
+    event_time: datetime
+    source: str | None = None
+    message_id: str | None = None
+    delivery_count: int | None = None
+    attempt: int | None = None
+    next_attempt_at: datetime | None = None
+    client_id: str | None = None
+    identity_type: str | None = None
+    customer_name: str | None = None
+    correlation_id: str | None = None
+    requested_partner_id: str | None = None
+    run_id: str | None = None
+    reason: str | None = None
+    code: str | None = None
+    remediation: str | None = None
+    details: str | None = None
+    partner_id: str | None = None
+    previous_partner_id: str | None = None
+    object_id: str | None = None
+    link_version: int | None = None
+    retry_after_seconds: float | None = None
+    duration_ms: float | None = None
+
+    CONVERT: ClassVar = {"outcome": OutcomeKind}
+
+    @property
+    def is_final(self) -> bool:
+        """The final outcome of its message's chain (no retry scheduled, nothing left to try)."""
+        return is_final(self.outcome, retry_scheduled=self.next_attempt_at is not None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntentRow(TableRow):
+    """A `WriteIntent` as stored, under its chain."""
+
+    original_message_id: str
+    client_id: str = ""
+    requested_partner_id: str = ""
+    previous_partner_id: str | None = None
+    previous_is_ours: bool = True
+    recorded_at: datetime | None = None
+
+    @property
+    def intent(self) -> WriteIntent:
+        return WriteIntent(
+            client_id=self.client_id,
+            requested_partner_id=self.requested_partner_id,
+            previous_partner_id=self.previous_partner_id,
+            previous_is_ours=self.previous_is_ours,
+        )
