@@ -20,7 +20,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 ## run: process the sample customer-onboarded messages against the local sandbox and show the ledger
 run: setup
-	$(PY) -m sandbox.demo $(ARGS)
+	$(PY) -m sandbox.programs.demo $(ARGS)
 
 ## test: lint, type-check and run the whole test suite (starts and stops its own local services)
 test: setup lint
@@ -32,7 +32,7 @@ bench: setup
 
 ## soak: 5,000 onboarding messages under faults, a Table Storage outage and a host restart; prints figures
 soak: setup
-	$(PY) -m sandbox.soak $(ARGS)
+	$(PY) -m sandbox.programs.soak $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
 import resource
@@ -31,14 +32,25 @@ from azure.core.pipeline.transport import AioHttpTransport
 from sandbox.fleet import APP, MI_CLIENT, PARTNER_ID, fleet_scenario, fleet_tenants
 
 ROOT = Path(__file__).resolve().parents[1]
+PROFILE_TO: str | None = None
+"""--profile FILE: the first steady night's CPU profile goes there (pstats format)."""
 
 
 class SlowTransport(AioHttpTransport):
-    """Table Storage as far away as Azure's: each request waits before it is sent."""
+    """Table Storage as far away as Azure's: each request waits before it is sent. Its session is
+    made as the product's shared transport makes one (no proxy or netrc lookup from the environment
+    on every request, no cookies, no decompression), so the ledger costs what it costs in Azure."""
 
     def __init__(self, delay_seconds: float) -> None:
-        super().__init__()
+        import aiohttp
+
+        session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+        super().__init__(session=session, session_owner=False)
         self._delay = delay_seconds
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
 
     async def send(self, request: Any, **kwargs: Any) -> Any:
         if self._delay:
@@ -87,7 +99,7 @@ async def seed_ledger(ledger: Any, tenants: list[str]) -> None:
 
     async def one(tenant: str) -> None:
         async with gate:
-            await ledger._table.upsert_entity(  # noqa: SLF001 - seeding, not product code
+            await ledger.table.client.upsert_entity(
                 {
                     "PartitionKey": tenant,
                     "RowKey": f"link~{APP}",
@@ -135,6 +147,7 @@ async def one_night(settings: Any, concurrency: int, run_id: str, table_ms: floa
     from shared.links.reverify import verify_now
     from shared.links.service import LinkService
     from shared.spine.outcomes import OutcomeKind
+    from shared.spine.table import Table
 
     table_requests = Counter[str]()
 
@@ -144,11 +157,13 @@ async def one_night(settings: Any, concurrency: int, run_id: str, table_ms: floa
     service = LinkService.from_settings(settings)
     await service.ledger.close()
     service.ledger = Ledger(
-        TableClient.from_connection_string(
-            settings.ledger_connection_string or "",
-            settings.ledger_table,
-            raw_request_hook=count,
-            transport=SlowTransport(table_ms / 1000),
+        Table(
+            TableClient.from_connection_string(
+                settings.ledger_connection_string or "",
+                settings.ledger_table,
+                raw_request_hook=count,
+                transport=SlowTransport(table_ms / 1000),
+            )
         )
     )
     states = [state async for state in service.ledger.all_link_states()]
@@ -164,8 +179,14 @@ async def one_night(settings: Any, concurrency: int, run_id: str, table_ms: floa
             assert outcome is not None
             outcomes[outcome.kind.value] += 1
 
+    profile = cProfile.Profile() if PROFILE_TO and run_id == "bench-2" else None
     started, cpu_started = time.perf_counter(), time.process_time()
+    if profile is not None:
+        profile.enable()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    if profile is not None:
+        profile.disable()
+        profile.dump_stats(PROFILE_TO)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     await service.ledger.close()
     await service.close()
@@ -234,6 +255,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--baseline-links", type=int, default=200, help="the baseline runs on this many links"
     )
+    parser.add_argument("--profile", metavar="FILE", help="the first steady night's CPU profile (pstats)")
     return parser.parse_args()
 
 
@@ -252,7 +274,9 @@ def cold_start(runs: int = 5) -> tuple[float, float]:
 
 
 def main() -> int:
+    global PROFILE_TO
     args = parse_args()
+    PROFILE_TO = args.profile
     host_json = json.loads((ROOT / "host.json").read_text())
     host_concurrency = int(host_json["extensions"]["serviceBus"]["maxConcurrentCalls"])
     latency = REALISTIC if args.realistic else Latency(args.latency_ms, args.latency_ms, 0)

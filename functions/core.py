@@ -27,7 +27,7 @@ async def service() -> LinkService:
 async def links_api() -> LinksApi:
     from shared.links.api import LinksApi
 
-    return LinksApi(await service())
+    return LinksApi.of(await service())
 
 
 async def handle_queue_message(message: func.ServiceBusMessage, source: Source) -> None:

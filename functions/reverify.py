@@ -15,9 +15,9 @@ bp = func.Blueprint()
 @bp.timer_trigger(schedule="%REVERIFY_SCHEDULE%", arg_name="timer", run_on_startup=False)
 async def reverify_links(timer: func.TimerRequest) -> None:
     """Send one verify message per known link; a second firing the same day sends nothing new."""
-    from shared.links.reverify import start_run
+    from shared.links.reverify import NightlyRun
 
-    await start_run(await service())
+    await NightlyRun.of(await service()).start()
 
 
 @bp.function_name("verify_link")
@@ -28,8 +28,8 @@ async def verify_link(message: func.ServiceBusMessage) -> None:
     """Check one link and repair it; the same queue carries the run's summary checks."""
     properties = message.application_properties or {}
     if properties.get(KIND_PROPERTY) == RUN_SUMMARY:
-        from shared.links.reverify import handle_summary_check
+        from shared.links.reverify import NightlyRun
 
-        await handle_summary_check(await service(), properties)
+        await NightlyRun.of(await service()).handle_summary_check(properties)
         return
     await handle_queue_message(message, Source.VERIFY)

@@ -74,7 +74,7 @@ var tags = {
   'azd-env-name': environmentName
 }
 
-// The names the code, the local broker (sandbox/servicebus_queues.json) and host.json agree on;
+// The names the code, the local broker (sandbox/broker/queues.json) and host.json agree on;
 // tests/test_config_contract.py checks them against shared/spine/settings.py.
 var onboardingQueueName = 'customer-onboarded'
 var verifyQueueName = 'link-verify'

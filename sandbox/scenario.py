@@ -83,6 +83,10 @@ def parse_tags(value: object, path: str) -> dict[str, str]:
     return dict(value)
 
 
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 _FAULT_KEYS = ("target", "kind", "latencyMs", "status", "retryAfter", "aadsts", "count", "probability")
 
 
@@ -108,33 +112,34 @@ class FaultRule:
     probability: float = 1.0
 
     def __post_init__(self) -> None:
-        def whole(value: object) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
         if self.target not in get_args(FaultTarget):
             raise ValueError(f"target: expected one of {', '.join(get_args(FaultTarget))}")
         if self.kind not in get_args(FaultKind):
             raise ValueError(f"kind: expected one of {', '.join(get_args(FaultKind))}")
+        self._check_kind_fields()
+        if self.retry_after is not None and not (_whole(self.retry_after) and self.retry_after >= 0):
+            raise ValueError("retryAfter: expected whole seconds (0 or more)")
+        if self.count is not None and not (_whole(self.count) and self.count >= 1):
+            raise ValueError("count: expected a positive integer, or null for forever")
+        if not (isinstance(self.probability, int | float) and 0 <= self.probability <= 1):
+            raise ValueError("probability: expected a number from 0 to 1")
+
+    def _check_kind_fields(self) -> None:
+        """The fields the kind needs, and the target it needs."""
         if self.kind == "latency" and not (
             isinstance(self.latency_ms, int | float) and not isinstance(self.latency_ms, bool)
         ):
             raise ValueError("latencyMs: expected a number of milliseconds")
         if self.kind == "latency" and self.latency_ms <= 0:
             raise ValueError("latencyMs: expected a positive number of milliseconds")
-        if self.kind == "status" and not (whole(self.status) and 400 <= cast(int, self.status) <= 599):
+        if self.kind == "status" and not (_whole(self.status) and 400 <= cast(int, self.status) <= 599):
             raise ValueError("status: expected an HTTP error status (400-599)")
-        if self.kind == "aadsts" and not (whole(self.aadsts) and cast(int, self.aadsts) > 0):
+        if self.kind == "aadsts" and not (_whole(self.aadsts) and cast(int, self.aadsts) > 0):
             raise ValueError("aadsts: expected an AADSTS error code, such as 700016")
         if self.kind == "aadsts" and self.target != "token":
             raise ValueError("target: an aadsts fault needs target 'token'")
         if self.kind == "ignore-write" and self.target != "arm":
             raise ValueError("target: an ignore-write fault needs target 'arm'")
-        if self.retry_after is not None and not (whole(self.retry_after) and self.retry_after >= 0):
-            raise ValueError("retryAfter: expected whole seconds (0 or more)")
-        if self.count is not None and not (whole(self.count) and self.count >= 1):
-            raise ValueError("count: expected a positive integer, or null for forever")
-        if not (isinstance(self.probability, int | float) and 0 <= self.probability <= 1):
-            raise ValueError("probability: expected a number from 0 to 1")
 
     @classmethod
     def from_dict(cls, data: object, path: str = "fault") -> FaultRule:

@@ -13,11 +13,11 @@ import pytest
 from azure.data.tables.aio import TableClient
 
 from sandbox.azurite import Azurite
+from sandbox.broker import ServiceBusBroker
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.local_env import local_settings
 from sandbox.scenario import Scenario, load_scenario
-from sandbox.servicebus import ServiceBusBroker
 from shared.links.ledger import Ledger
 from shared.links.service import LinkService, reset_service
 from shared.spine.settings import Settings

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from conftest import LITWARE, LITWARE_APP, NORTHWIND, PARTNER_ID, onboarding_message
+from sandbox.broker import QueueConfig, ServiceBusBroker
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
-from sandbox.servicebus import QueueConfig, ServiceBusBroker
 from shared.links.ledger import UNKNOWN_TENANT
 from shared.links.rows import HistoryEvent
 from shared.links.service import get_service

@@ -22,7 +22,7 @@ async def test_two_verifies_and_a_relink_at_once(service: LinkService, cloud: Cl
     # Hold every ARM reply a little so that the three attempts really overlap.
     cloud.add_fault(NORTHWIND, FaultRule(target="arm", kind="latency", latency_ms=150))
 
-    api = LinksApi(service)
+    api = LinksApi.of(service)
     relink_body = json.dumps({"identity": {"type": "federated", "clientId": FEDERATED_APP}}).encode()
     results = await asyncio.gather(
         service.handle(body, message_id="verify-a", source=Source.VERIFY),

@@ -298,7 +298,7 @@ def test_example_sets_every_binding_expression() -> None:
 
 
 def broker_queues() -> dict[str, dict[str, Any]]:
-    queues = json.loads((ROOT / "sandbox" / "servicebus_queues.json").read_text())
+    queues = json.loads((ROOT / "sandbox" / "broker" / "queues.json").read_text())
     return {queue["name"]: queue for queue in queues}
 
 

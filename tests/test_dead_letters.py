@@ -12,8 +12,8 @@ from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 
 from conftest import NORTHWIND, TAILSPIN, onboarding_message
+from sandbox.broker import ServiceBusBroker
 from sandbox.functions_host import LocalFunctionsHost
-from sandbox.servicebus import ServiceBusBroker
 from shared.links.dead_letters import DeadLetter, broker_reason, dead_letter_attempt
 from shared.links.ledger import UNKNOWN_TENANT
 from shared.links.service import get_service, reset_service

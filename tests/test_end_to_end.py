@@ -18,10 +18,10 @@ from azure.servicebus.aio import ServiceBusClient
 
 from conftest import FEDERATED_APP, LITWARE, NORTHWIND, PARTNER_ID, TAILSPIN, WOODGROVE, onboarding_message
 from palctl.cli import main as palctl
+from sandbox.broker import ServiceBusBroker
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.scenario import FaultRule
-from sandbox.servicebus import ServiceBusBroker
 from shared.links.ledger import UNKNOWN_TENANT
 from shared.links.rows import HistoryEvent
 from shared.links.service import get_service

@@ -14,7 +14,8 @@ from conftest import NORTHWIND, WOODGROVE, onboarding_message
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import indexed_functions
 from sandbox.scenario import FaultRule
-from shared.links.service import TransientFailure, reset_service
+from shared.links.ledger import UNKNOWN_TENANT
+from shared.links.service import TransientFailure, get_service, reset_service
 from shared.spine.settings import SettingsError
 
 
@@ -88,23 +89,29 @@ def test_core_and_adapters_do_not_import_the_sandbox_or_functions_sdk() -> None:
     ]:
         text = path.read_text()
         assert "import sandbox" not in text and "from sandbox" not in text, path
-        if path.parent.name == "shared":
+        if "shared" in path.relative_to(root).parts:
             assert "azure.functions" not in text, path
 
 
 async def test_trigger_links_and_completes(fresh_service: None, cloud: CloudSandbox) -> None:
     handler = functions()["onboard_customer"].get_user_function()
-    result = await handler(host_message(onboarding_message(NORTHWIND), "m-1"))
-    assert result is None  # returning normally = the host completes the message
+    await handler(host_message(onboarding_message(NORTHWIND), "m-1"))  # returning = the host completes it
     assert any(link["tenantId"] == NORTHWIND for link in cloud.links())
+    (event,) = await (await get_service()).ledger.history(NORTHWIND)
+    assert (event.outcome, event.message_id) == ("linked", "m-1")
 
 
 async def test_permanent_failures_complete_and_transient_ones_raise(
     fresh_service: None, cloud: CloudSandbox
 ) -> None:
     handler = functions()["onboard_customer"].get_user_function()
-    assert await handler(host_message(onboarding_message(WOODGROVE), "m-consent")) is None
-    assert await handler(host_message(b"not json", "m-bad")) is None
+    await handler(host_message(onboarding_message(WOODGROVE), "m-consent"))
+    await handler(host_message(b"not json", "m-bad"))
+    ledger = (await get_service()).ledger
+    consent = [(event.outcome, event.message_id) for event in await ledger.history(WOODGROVE)]
+    assert consent == [("needs-customer-action", "m-consent")]
+    rejected = [(event.outcome, event.code) for event in await ledger.history(UNKNOWN_TENANT)]
+    assert ("rejected", "not-json") in rejected
 
     cloud.add_fault(NORTHWIND, FaultRule(target="arm", kind="status", status=503))
     with pytest.raises(TransientFailure, match="HTTP503"):

@@ -3,6 +3,7 @@ in one precise, final outcome. Through the real SDKs against the sandbox, plus t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -276,7 +277,11 @@ CERTIFICATE_USE = SecretUse("litware-pal-cert", LITWARE, LITWARE_APP, IdentityTy
     ],
 )
 def test_tags_that_bind_the_secret(tags: dict[str, str]) -> None:
-    check_binding(SECRET_USE, tags)
+    check_binding(SECRET_USE, tags)  # serves Fabrikam's identity...
+    elsewhere = dataclasses.replace(SECRET_USE, client_id=LITWARE_APP)
+    with pytest.raises(SecretNotBound) as raised:  # ...and no other application
+        check_binding(elsewhere, tags)
+    assert any(problem.startswith("tags.clientId") for problem in raised.value.problems)
 
 
 def test_missing_tags_are_each_named() -> None:

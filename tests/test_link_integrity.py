@@ -96,7 +96,7 @@ async def test_a_corrected_body_under_a_used_message_id_is_processed(service: Li
 
 
 async def test_concurrent_relinks_of_one_link_never_fail_with_a_bare_error(service: LinkService) -> None:
-    api = LinksApi(service)
+    api = LinksApi.of(service)
     body = json.dumps(
         {"identity": {"type": "federated", "clientId": onboarding_message(TAILSPIN)["identity"]["clientId"]}}
     )
@@ -155,7 +155,7 @@ async def test_a_bodyless_relink_never_asks_for_a_partner_id_that_is_no_longer_o
     finally:
         await both.close()
 
-    response = await LinksApi(service).relink(NORTHWIND, b"")
+    response = await LinksApi.of(service).relink(NORTHWIND, b"")
 
     assert response.status == 200 and response.body is not None
     assert (response.body["outcome"], response.body["partnerId"]) == ("reclaimed", PARTNER_ID)

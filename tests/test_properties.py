@@ -927,7 +927,7 @@ def api_env(env: dict[str, str], cloud: CloudSandbox) -> dict[str, str]:
 def test_relink_answers_hostile_tenants_and_bodies_with_a_documented_status(api_env: dict[str, str]) -> None:
     statuses: set[int] = set()
     with running_service(api_env) as (run, service):
-        api = LinksApi(service)
+        api = LinksApi.of(service)
 
         @hsettings(REAL, max_examples=40)
         @given(case=relink_cases)
@@ -956,7 +956,7 @@ def test_list_links_answers_injection_and_forged_tokens_with_a_documented_status
 ) -> None:
     statuses: set[int] = set()
     with running_service(api_env) as (run, service):
-        api = LinksApi(service)
+        api = LinksApi.of(service)
         federated = _body({"identity": {"type": "federated", "clientId": FEDERATED_APP}})
         for tenant in (NORTHWIND, WOODGROVE):
             assert run(api.relink(tenant, federated)).status == 200
@@ -981,7 +981,7 @@ def test_list_links_answers_injection_and_forged_tokens_with_a_documented_status
 
 def test_get_link_answers_hostile_tenants_with_a_documented_status(api_env: dict[str, str]) -> None:
     with running_service(api_env) as (run, service):
-        api = LinksApi(service)
+        api = LinksApi.of(service)
         federated = _body({"identity": {"type": "federated", "clientId": FEDERATED_APP}})
         assert run(api.relink(NORTHWIND, federated)).status == 200
 
@@ -1161,7 +1161,7 @@ async def test_regression_a_trailing_newline_tenant_is_rejected_and_recorded(
 
 
 async def test_regression_api_edge_cases(service: LinkService) -> None:
-    api = LinksApi(service)
+    api = LinksApi.of(service)
     federated = _body({"identity": {"type": "federated", "clientId": FEDERATED_APP}})
     duplicated = federated[:-1] + b', "partnerId": "12-34", "partnerId": "1234567"}'
     cases: list[tuple[str, Callable[[], Awaitable[ApiResponse]]]] = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sandbox.soak import run_soak
+from sandbox.programs.soak import run_soak
 
 
 async def test_thousand_messages_under_faults_lose_nothing_and_double_nothing(tmp_path: Path) -> None:

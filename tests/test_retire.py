@@ -191,7 +191,7 @@ async def test_the_ledger_refuses_a_bad_reason_before_writing(ledger: Ledger, re
 async def api_relinked(service: Any) -> None:
     from shared.links.api import LinksApi
 
-    response = await LinksApi(service).relink(NORTHWIND, json.dumps(FEDERATED).encode())
+    response = await LinksApi.of(service).relink(NORTHWIND, json.dumps(FEDERATED).encode())
     assert response.status == 200
 
 

@@ -16,12 +16,12 @@ from azure.servicebus.aio import ServiceBusClient
 
 from conftest import NORTHWIND, onboarding_message
 from sandbox.azurite import Azurite
+from sandbox.broker import ServiceBusBroker
 from sandbox.cloud import CloudSandbox
 from sandbox.fleet import APP, MI_CLIENT, fleet_scenario, fleet_tenants
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.local_env import local_settings
 from sandbox.scenario import FaultRule, Scenario
-from sandbox.servicebus import ServiceBusBroker
 from shared.links.service import get_service, reset_service
 
 QUEUE = "customer-onboarded"

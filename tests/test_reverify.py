@@ -17,10 +17,10 @@ from test_end_to_end import send, wait_for_final
 
 from conftest import FABRIKAM, FABRIKAM_APP, FEDERATED_APP, NORTHWIND, OTHER_PARTNER_ID, TAILSPIN, WOODGROVE
 from conftest import onboarding_message as message
+from sandbox.broker import ServiceBusBroker
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
-from sandbox.servicebus import ServiceBusBroker
-from shared.links.reverify import run_id_for, start_run, verify_message, verify_now
+from shared.links.reverify import NightlyRun, run_id_for, verify_message, verify_now
 from shared.links.rows import HistoryEvent, LinkState
 from shared.links.runs import RunRecord
 from shared.links.service import LinkService, get_service, reset_service
@@ -95,7 +95,7 @@ async def test_nightly_run_verifies_heals_and_summarises(
     cloud.remove_service_principal(TAILSPIN, FEDERATED_APP)
     await reset_service()  # by the next night yesterday's tokens have long expired
     tomorrow = datetime.now(UTC) + timedelta(days=1)
-    run_id, sent = await start_run(await get_service(), now=tomorrow)
+    run_id, sent = await NightlyRun.of(await get_service()).start(now=tomorrow)
     assert sent == 4
     second = await wait_for_run(run_id)
     assert (second.count("needs-customer-action"), second.count("verified")) == (2, 2)

@@ -31,16 +31,11 @@ from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
 from azure.servicebus.exceptions import MessageLockLostError, MessagingEntityNotFoundError
 from proton import Data, Delivery, Described, Message, ulong
 
-from sandbox.servicebus import (
-    DEFAULT_CONFIG,
-    QueueConfig,
-    ServiceBusBroker,
-    _after_failed_delivery,
-    _link_disposition,
-    _sections,
-    _split_batch,
-    load_queue_config,
-)
+from sandbox.broker import DEFAULT_CONFIG, QueueConfig, ServiceBusBroker, load_queue_config
+from sandbox.broker.amqp import link_disposition as _link_disposition
+from sandbox.broker.codec import decode_sections as _sections
+from sandbox.broker.codec import split_batch as _split_batch
+from sandbox.broker.queues import after_failed_delivery as _after_failed_delivery
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT_LOCK = 1.0
@@ -478,7 +473,7 @@ def test_the_shipped_config_served_from_the_command_line() -> None:
         86400,
         True,
     )
-    command = [sys.executable, "-m", "sandbox.servicebus", "--config", str(DEFAULT_CONFIG)]
+    command = [sys.executable, "-m", "sandbox.broker", "--config", str(DEFAULT_CONFIG)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

@@ -49,9 +49,9 @@ from conftest import (
     bound_to,
     onboarding_message,
 )
+from sandbox.broker import ServiceBusBroker
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
-from sandbox.servicebus import ServiceBusBroker
 from shared.links.api import LinksApi
 from shared.links.message import MessageRejected, find_credentials, parse_onboarding_message
 from shared.links.service import LinkService, reset_service
@@ -481,7 +481,7 @@ async def _direct_api_calls(env: dict[str, str]) -> list[str]:
     """LinksApi and LinkService called in-process with the planted inputs: responses and exceptions."""
     texts = []
     service = LinkService.from_settings(Settings.from_env(env))
-    api = LinksApi(service)
+    api = LinksApi.of(service)
     calls = [
         api.relink(
             FABRIKAM,

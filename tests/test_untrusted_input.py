@@ -23,7 +23,7 @@ from test_secret_scan import log_texts, table_texts
 from conftest import NORTHWIND, ROOT, onboarding_message
 from palctl.cli import main as palctl
 from sandbox import functions_host
-from sandbox.servicebus import ServiceBusBroker
+from sandbox.broker import ServiceBusBroker
 from shared.links.api import LinksApi
 from shared.links.service import LinkService
 from shared.spine.untrusted import (
@@ -237,7 +237,7 @@ logging.getLogger("functions.onboarding").warning("id %s", "a\\nALERT b")
 
 
 async def scanned(service: LinkService, env: dict[str, str], all_logs: pytest.LogCaptureFixture) -> str:
-    response = await LinksApi(service).get_link(NORTHWIND)
+    response = await LinksApi.of(service).get_link(NORTHWIND)
     assert response.status == 200
     return "\n".join(
         [*log_texts(all_logs.records), *await table_texts(env), response.encoded().decode("utf-8")]

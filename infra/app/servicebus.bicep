@@ -5,7 +5,7 @@
 // and receivers sign in with Entra ID (Data Sender / Data Receiver roles, rbac.bicep).
 //
 // Lock duration, max delivery count and duplicate-detection window match the local broker
-// (sandbox/servicebus_queues.json); tests/test_config_contract.py checks they stay equal.
+// (sandbox/broker/queues.json); tests/test_config_contract.py checks they stay equal.
 // `requiresDuplicateDetection` cannot be changed on an existing queue (the window can).
 param name string
 param location string

@@ -13,23 +13,28 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ParamSpec
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol
 
 from shared.links.message import (
     DuplicateKeyError,
     MessageRejected,
+    OnboardingRequest,
     find_credentials,
     json_text,
     loads_strict,
     parse_onboarding_document,
 )
 from shared.links.retirement import DEFAULT_REASON, InvalidReason, retirement_reason
-from shared.links.service import LinkService
 from shared.spine.errors import is_unavailable
 from shared.spine.identifiers import is_guid, printable_name
-from shared.spine.outcomes import OutcomeKind
+from shared.spine.outcomes import Outcome, OutcomeKind
 from shared.spine.problem import ApiResponse, problem, storage_unavailable
+from shared.spine.settings import Settings
 from shared.spine.table_row import TableRow
+
+if TYPE_CHECKING:
+    from shared.links.ledger import Ledger
+    from shared.links.service import LinkService
 
 logger = logging.getLogger(__name__)
 _P = ParamSpec("_P")
@@ -110,21 +115,9 @@ def _project(row: TableRow, fields: Mapping[str, str]) -> dict[str, Any]:
 def _read_object(body: bytes, allowed: set[str]) -> dict[str, Any] | ApiResponse:
     """An optional JSON object body ({} when empty), or the problem with it; same text rule as the
     queue (shared.links.message.json_text), credentials refused and never echoed."""
-    if len(body) > MAX_BODY_BYTES:
-        return problem(
-            413, "body-too-large", "Request body too large", f"the body may be at most {MAX_BODY_BYTES} bytes"
-        )
-    try:
-        text = json_text(body, what="body")
-        document = loads_strict(text) if text.strip() else {}
-    except MessageRejected as rejection:
-        return problem(400, "invalid-body", "Invalid request body", "; ".join(rejection.details))
-    except DuplicateKeyError as err:
-        return problem(400, "invalid-body", "Invalid request body", str(err))
-    except (ValueError, RecursionError):
-        return problem(400, "invalid-body", "Invalid request body", "body: not JSON, or nested too deeply")
-    if not isinstance(document, dict):
-        return problem(400, "invalid-body", "Invalid request body", "body: must be a JSON object")
+    document = _decode_object(body)
+    if isinstance(document, ApiResponse):
+        return document
     credentials = find_credentials(document)
     if credentials:
         details = [
@@ -142,6 +135,54 @@ def _read_object(body: bytes, allowed: set[str]) -> dict[str, Any] | ApiResponse
     return document
 
 
+def _decode_object(body: bytes) -> dict[str, Any] | ApiResponse:
+    """The body as a JSON object ({} when empty), or why it is not one."""
+    if len(body) > MAX_BODY_BYTES:
+        return problem(
+            413, "body-too-large", "Request body too large", f"the body may be at most {MAX_BODY_BYTES} bytes"
+        )
+    try:
+        text = json_text(body, what="body")
+        document = loads_strict(text) if text.strip() else {}
+    except MessageRejected as rejection:
+        return problem(400, "invalid-body", "Invalid request body", "; ".join(rejection.details))
+    except DuplicateKeyError as err:
+        return problem(400, "invalid-body", "Invalid request body", str(err))
+    except (ValueError, RecursionError):
+        return problem(400, "invalid-body", "Invalid request body", "body: not JSON, or nested too deeply")
+    if not isinstance(document, dict):
+        return problem(400, "invalid-body", "Invalid request body", "body: must be a JSON object")
+    return document
+
+
+def _relink_answer(tenant: str, request: OnboardingRequest, outcome: Outcome) -> ApiResponse:
+    """200 with the outcome; 503 with Retry-After when it is worth trying again; 403 when the
+    partner ID is not ours (nothing was called)."""
+    result = {
+        "customerTenantId": tenant,
+        "clientId": request.identity.client_id,
+        "outcome": outcome.kind.value,
+        "reason": outcome.reason,
+        "code": outcome.code,
+        "remediation": outcome.remediation,
+        "partnerId": outcome.partner_id or request.partner_id,
+        "previousPartnerId": outcome.previous_partner_id,
+        "objectId": outcome.object_id,
+        "linkVersion": outcome.link_version,
+    }
+    result = {key: value for key, value in result.items() if value is not None}
+    if outcome.kind is OutcomeKind.TRANSIENT:
+        retry_after = max(1, round(outcome.retry_after or 30))
+        response = problem(
+            503, "transient", "Try again later", outcome.reason, retryAfterSeconds=retry_after, **result
+        )
+        response.headers["Retry-After"] = str(retry_after)
+        return response
+    if outcome.kind is OutcomeKind.REJECTED:
+        return problem(403, outcome.code or "rejected", "Not allowed", outcome.reason, **result)
+    return ApiResponse(200, result)
+
+
 def _bad_tenant(customer_tenant_id: str) -> ApiResponse | None:
     if is_guid(customer_tenant_id):
         return None
@@ -153,9 +194,24 @@ def _bad_tenant(customer_tenant_id: str) -> ApiResponse | None:
     )
 
 
+class Relinker(Protocol):
+    """What the API needs to link a customer now: an operator's relink."""
+
+    async def relink(self, request: OnboardingRequest) -> Outcome: ...
+
+
 class LinksApi:
-    def __init__(self, service: LinkService) -> None:
-        self._service = service
+    """The operators' API: relink, read status, retire. Takes only what it uses: the ledger, a
+    relinker (the link service) and the settings."""
+
+    def __init__(self, ledger: Ledger, relinker: Relinker, settings: Settings) -> None:
+        self._ledger = ledger
+        self._relinker = relinker
+        self._settings = settings
+
+    @classmethod
+    def of(cls, service: LinkService) -> LinksApi:
+        return cls(service.ledger, service, service.settings)
 
     @_answers_outages
     async def relink(self, customer_tenant_id: str, body: bytes) -> ApiResponse:
@@ -176,7 +232,7 @@ class LinksApi:
             # The body's fields were screened for credentials by _read_object; the rest of `message`
             # is the path's tenant (a GUID) and what the ledger recorded from a parsed request.
             request = parse_onboarding_document(
-                message, default_partner_id=self._service.settings.partner_id, screened=True
+                message, default_partner_id=self._settings.partner_id, screened=True
             )
         except MessageRejected as rejection:
             return problem(
@@ -187,35 +243,12 @@ class LinksApi:
                 errors=list(rejection.details),
             )
 
-        outcome = await self._service.relink(request)
-        result = {
-            "customerTenantId": tenant,
-            "clientId": request.identity.client_id,
-            "outcome": outcome.kind.value,
-            "reason": outcome.reason,
-            "code": outcome.code,
-            "remediation": outcome.remediation,
-            "partnerId": outcome.partner_id or request.partner_id,
-            "previousPartnerId": outcome.previous_partner_id,
-            "objectId": outcome.object_id,
-            "linkVersion": outcome.link_version,
-        }
-        result = {key: value for key, value in result.items() if value is not None}
-        if outcome.kind is OutcomeKind.TRANSIENT:
-            retry_after = max(1, round(outcome.retry_after or 30))
-            response = problem(
-                503, "transient", "Try again later", outcome.reason, retryAfterSeconds=retry_after, **result
-            )
-            response.headers["Retry-After"] = str(retry_after)
-            return response
-        if outcome.kind is OutcomeKind.REJECTED:  # a partner ID that is not ours: nothing was called
-            return problem(403, outcome.code or "rejected", "Not allowed", outcome.reason, **result)
-        return ApiResponse(200, result)
+        return _relink_answer(tenant, request, await self._relinker.relink(request))
 
     async def _recorded_identity(self, tenant: str, document: dict[str, Any]) -> dict[str, Any] | ApiResponse:
         """For a body-less relink: the one identity recorded for the tenant (and the partner ID it
         asked for last, if that is still one of ours), or the problem that there is none or several."""
-        states = await self._service.ledger.link_states(tenant)
+        states = await self._ledger.link_states(tenant)
         if not states:
             return problem(
                 404,
@@ -237,7 +270,7 @@ class LinksApi:
             identity["keyVaultSecretName"] = state.key_vault_secret_name
         recorded: dict[str, Any] = {"identity": identity}
         # A state written before ALLOWED_PARTNER_IDS may hold a foreign ID: PARTNER_ID then applies.
-        if "partnerId" not in document and state.partner_id in self._service.settings.allowed_partner_ids:
+        if "partnerId" not in document and state.partner_id in self._settings.allowed_partner_ids:
             recorded["partnerId"] = state.partner_id
         return recorded
 
@@ -267,7 +300,7 @@ class LinksApi:
                 return problem(
                     400, "invalid-query", "Invalid query", "continuationToken: not a token this API returned"
                 )
-        items, next_token = await self._service.ledger.link_states_page(
+        items, next_token = await self._ledger.link_states_page(
             outcome=outcome, top=int(top_text), continuation=continuation
         )
         return ApiResponse(
@@ -283,8 +316,8 @@ class LinksApi:
         if (bad := _bad_tenant(customer_tenant_id)) is not None:
             return bad
         tenant = customer_tenant_id.lower()
-        states = await self._service.ledger.link_states(tenant)
-        history = await self._service.ledger.history(tenant, limit=20)
+        states = await self._ledger.link_states(tenant)
+        history = await self._ledger.history(tenant, limit=20)
         if not states and not history:
             return problem(
                 404, "unknown-tenant", "Unknown customer tenant", "nothing is recorded for this tenant"
@@ -318,7 +351,7 @@ class LinksApi:
         except InvalidReason as err:
             return problem(400, "invalid-body", "Invalid request body", str(err))
         tenant, client = customer_tenant_id.lower(), client_id.lower()
-        if not await self._service.ledger.retire(tenant, client, reason):
+        if not await self._ledger.retire(tenant, client, reason):
             return problem(
                 404,
                 "unknown-identity",

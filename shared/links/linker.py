@@ -103,26 +103,36 @@ class Linker:
         return link if (link.state or "Active") == "Active" else None
 
     async def _link(self, client: Any, partner_id: str, policy: OnOtherPartner) -> Outcome:
+        """GET, then PUT when there is no link, PATCH when it holds another partner ID, or nothing."""
         current = await self._current(client)
         if current is None:
-            try:
-                created = await client.partner.create(partner_id)
-            except ResourceExistsError:
-                # Someone linked it between our GET and PUT: look again.
-                current = await self._current(client)
-                if current is None:
-                    return transient("arm: PUT reported a conflict but no link exists", code="Conflict")
-            else:
-                if created.partner_id == partner_id:
-                    return _result(OutcomeKind.LINKED, f"linked to partner ID {partner_id}", created)
-                current = created  # a 200 that kept someone else's link
-
+            made = await self._create(client, partner_id)
+            if isinstance(made, Outcome):
+                return made
+            current = made
         if current.partner_id == partner_id:
             return _result(OutcomeKind.ALREADY_LINKED, f"already linked to partner ID {partner_id}", current)
         foreign = current.partner_id not in self._settings.allowed_partner_ids
         if policy is OnOtherPartner.KEEP:
             return _kept(current, foreign=foreign)
+        return await self._move(client, current, partner_id, foreign=foreign)
 
+    async def _create(self, client: Any, partner_id: str) -> Outcome | Any:
+        """PUT: `linked`, or the link found instead (someone else's, or one made meanwhile)."""
+        try:
+            created = await client.partner.create(partner_id)
+        except ResourceExistsError:
+            # Someone linked it between our GET and PUT: look again.
+            current = await self._current(client)
+            if current is None:
+                return transient("arm: PUT reported a conflict but no link exists", code="Conflict")
+            return current
+        if created.partner_id == partner_id:
+            return _result(OutcomeKind.LINKED, f"linked to partner ID {partner_id}", created)
+        return created  # a 200 that kept someone else's link
+
+    async def _move(self, client: Any, current: Any, partner_id: str, *, foreign: bool) -> Outcome:
+        """PATCH the link from another partner ID to ours (PUT when it vanished meanwhile)."""
         try:
             updated = await client.partner.update(partner_id, current.partner_id)
         except ResourceNotFoundError:

@@ -237,7 +237,41 @@ def parse_onboarding_document(
     every problem found. `screened`: the caller has already refused every field of `document` that
     holds or is named like a credential (`find_credentials`), so it is not scanned again."""
     tenant_hint = _tenant_hint(document)
-    credentials = [] if screened else find_credentials(document)
+    if not screened:
+        _refuse_credentials(document, tenant_hint)
+    if not isinstance(document, dict):
+        raise MessageRejected(
+            RejectionReason.INVALID_FIELD, [f"message: must be a JSON object, got {_json_type(document)}"]
+        )
+    version = _schema_version(document, tenant_hint)
+
+    problems: list[str] = []
+    _unknown_fields(problems, document, _TOP_FIELDS, "")
+    tenant_id = _guid(problems, document, "customerTenantId", "customerTenantId")
+    identity = _parse_identity(problems, document.get("identity"))
+
+    defaulted = "partnerId" not in document
+    partner_id = default_partner_id if defaulted else _partner_id(problems, document["partnerId"])
+
+    customer_name = _optional_text(problems, document, "customerName", 256)
+    correlation_id = _optional_text(problems, document, "correlationId", 128)
+
+    if problems:
+        raise MessageRejected(RejectionReason.INVALID_FIELD, problems, customer_tenant_id=tenant_hint)
+    assert tenant_id is not None and identity is not None
+    return OnboardingRequest(
+        customer_tenant_id=tenant_id,
+        identity=identity,
+        partner_id=partner_id or default_partner_id,
+        partner_id_defaulted=defaulted,
+        customer_name=customer_name,
+        correlation_id=correlation_id,
+        schema_version=version,
+    )
+
+
+def _refuse_credentials(document: Any, tenant_hint: str | None) -> None:
+    credentials = find_credentials(document)
     if credentials:
         raise MessageRejected(
             RejectionReason.SECRET_IN_MESSAGE,
@@ -248,11 +282,9 @@ def parse_onboarding_document(
             ],
             customer_tenant_id=tenant_hint,
         )
-    if not isinstance(document, dict):
-        raise MessageRejected(
-            RejectionReason.INVALID_FIELD, [f"message: must be a JSON object, got {_json_type(document)}"]
-        )
 
+
+def _schema_version(document: dict[str, Any], tenant_hint: str | None) -> int:
     version = document.get("schemaVersion")
     if version is None:
         raise MessageRejected(RejectionReason.INVALID_FIELD, ["schemaVersion: required"])
@@ -268,38 +300,17 @@ def parse_onboarding_document(
             [f"schemaVersion: this version is not supported (supported: {supported})"],
             customer_tenant_id=tenant_hint,
         )
+    return version
 
-    problems: list[str] = []
-    _unknown_fields(problems, document, _TOP_FIELDS, "")
-    tenant_id = _guid(problems, document, "customerTenantId", "customerTenantId")
-    identity = _parse_identity(problems, document.get("identity"))
 
-    partner_id = default_partner_id
-    defaulted = "partnerId" not in document
-    if not defaulted:
-        raw = document["partnerId"]
-        if not isinstance(raw, str):
-            problems.append(f"partnerId: must be a string of 6 to 10 digits, got {_json_type(raw)}")
-        elif not is_partner_id(raw):
-            problems.append("partnerId: must be 6 to 10 digits (the Associated Partner ID)")
-        else:
-            partner_id = raw
-
-    customer_name = _optional_text(problems, document, "customerName", 256)
-    correlation_id = _optional_text(problems, document, "correlationId", 128)
-
-    if problems:
-        raise MessageRejected(RejectionReason.INVALID_FIELD, problems, customer_tenant_id=tenant_hint)
-    assert tenant_id is not None and identity is not None
-    return OnboardingRequest(
-        customer_tenant_id=tenant_id,
-        identity=identity,
-        partner_id=partner_id,
-        partner_id_defaulted=defaulted,
-        customer_name=customer_name,
-        correlation_id=correlation_id,
-        schema_version=version,
-    )
+def _partner_id(problems: list[str], raw: Any) -> str | None:
+    if not isinstance(raw, str):
+        problems.append(f"partnerId: must be a string of 6 to 10 digits, got {_json_type(raw)}")
+        return None
+    if not is_partner_id(raw):
+        problems.append("partnerId: must be 6 to 10 digits (the Associated Partner ID)")
+        return None
+    return raw
 
 
 def _parse_identity(problems: list[str], raw: Any) -> Identity | None:

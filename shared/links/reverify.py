@@ -8,12 +8,11 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.links.message_builder import onboarding_body
 from shared.links.rows import LinkState
 from shared.links.runs import RunSummary
-from shared.links.service import LinkService
 from shared.spine.envelope import (
     CHECK_PROPERTY,
     KIND_PROPERTY,
@@ -26,7 +25,12 @@ from shared.spine.envelope import (
 )
 from shared.spine.identity import Identity, IdentityType
 from shared.spine.outcomes import Outcome, OutcomeKind
-from shared.spine.servicebus import OutgoingMessage
+from shared.spine.servicebus import OutgoingMessage, QueueSender, ServiceBusNotConfigured
+from shared.spine.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.links.ledger import Ledger
+    from shared.links.service import LinkService
 
 logger = logging.getLogger(__name__)
 
@@ -72,49 +76,6 @@ async def verify_now(service: LinkService, state: LinkState, run_id: str) -> Out
     )
 
 
-async def start_run(service: LinkService, *, now: datetime | None = None) -> tuple[str, int]:
-    """Send a verify message for every link in the ledger (failed and needs-customer-action too)."""
-    if service.sender is None:
-        raise RuntimeError(
-            "re-verification needs Service Bus (ServiceBusConnection__fullyQualifiedNamespace)"
-        )
-    started = now or datetime.now(UTC)
-    run_id = run_id_for(started)
-    queue = service.settings.verify_queue
-    sent, pending = 0, []
-    async for state in service.ledger.all_link_states():
-        message = verify_message(state, run_id)
-        if message is None:
-            logger.warning(
-                "link %s/%s has no valid identity recorded; skipped", state.partition_key, state.row_key
-            )
-            continue
-        pending.append(message)
-        if len(pending) >= _BATCH:
-            sent += await service.sender.send_batch(queue, pending)
-            pending = []
-    if pending:
-        sent += await service.sender.send_batch(queue, pending)
-
-    if await service.ledger.runs.create(run_id, total=sent, started_at=started):
-        await schedule_summary_check(service, run_id, 1)
-        logger.info("re-verification run %s started: %d verify messages sent to %s", run_id, sent, queue)
-    else:
-        logger.info("re-verification run %s was already started; duplicate messages are dropped", run_id)
-    return run_id, sent
-
-
-async def schedule_summary_check(service: LinkService, run_id: str, number: int) -> None:
-    assert service.sender is not None
-    await service.sender.schedule(
-        service.settings.verify_queue,
-        b"{}",
-        message_id=f"{RUN_SUMMARY}:{run_id}:{number}",
-        at=datetime.now(UTC) + timedelta(seconds=service.settings.run_summary_check_seconds),
-        properties={KIND_PROPERTY: RUN_SUMMARY, RUN_ID_PROPERTY: run_id, CHECK_PROPERTY: number},
-    )
-
-
 @dataclass(frozen=True)
 class SummaryCheck:
     """A run-summary check message's application properties, once validated."""
@@ -137,49 +98,104 @@ class SummaryCheck:
         return problems
 
 
-async def handle_summary_check(service: LinkService, properties: Mapping[str, Any]) -> None:
-    """A run-summary check from the verify queue; a malformed one is logged and dropped, never
-    raised (raising would only have Service Bus deliver it again until it is dead-lettered)."""
-    check = SummaryCheck.of(properties)
-    if isinstance(check, list):
-        logger.warning("run-summary check message ignored: %s", "; ".join(check))
-        return
-    await check_run(service, check.run_id, check.number)
+class NightlyRun:
+    """The nightly run's fan-out and summary. Takes only what it uses: the ledger, the sender of
+    the verify queue, and the settings."""
 
+    def __init__(self, ledger: Ledger, sender: QueueSender | None, settings: Settings) -> None:
+        self._ledger = ledger
+        self._sender = sender
+        self._settings = settings
 
-async def check_run(service: LinkService, run_id: str, number: int) -> RunSummary | None:
-    """Summarise the run once every link has a final outcome; otherwise look again later."""
-    runs = await service.ledger.runs.all()
-    run = next((record for record in runs if record.run_id == run_id), None)
-    if run is None or run.ended:
-        return None
-    counts: Counter[str] = Counter()
-    ended = run.started_at
-    async for state in service.ledger.states_of_run(run_id):
-        if state.outcome is not OutcomeKind.TRANSIENT:
-            counts[state.outcome.value] += 1
-            ended = max(ended, state.last_checked_at or ended)
-    complete = sum(counts.values()) >= run.total
-    overdue = datetime.now(UTC) - run.started_at > _RUN_DEADLINE
-    if not (complete or overdue):
-        await schedule_summary_check(service, run_id, number + 1)
-        return None
+    @classmethod
+    def of(cls, service: LinkService) -> NightlyRun:
+        return cls(service.ledger, service.sender, service.settings)
 
-    duration = round((ended - run.started_at).total_seconds(), 1)
-    summary = RunSummary(ended_at=ended, duration_seconds=duration, complete=complete, counts=counts)
-    await service.ledger.runs.finish(run_id, summary)
-    logger.info(
-        "re-verification run %s %s: %d links in %.1f s: %s",
-        run_id,
-        "finished" if complete else "stopped waiting (incomplete)",
-        run.total,
-        summary.duration_seconds,
-        json.dumps(dict(sorted(counts.items()))),
-    )
-    earlier = [record for record in runs if record.run_id < run_id and record.ended]
-    if earlier:
-        _compare(run_id, counts, Counter(earlier[-1].counts), earlier[-1].run_id)
-    return summary
+    def _queue(self) -> QueueSender:
+        if self._sender is None:
+            raise ServiceBusNotConfigured(
+                "re-verification needs Service Bus (ServiceBusConnection__fullyQualifiedNamespace)"
+            )
+        return self._sender
+
+    async def start(self, *, now: datetime | None = None) -> tuple[str, int]:
+        """Send a verify message for every link in the ledger (failed and needs-customer-action too)."""
+        sender, queue = self._queue(), self._settings.verify_queue
+        started = now or datetime.now(UTC)
+        run_id = run_id_for(started)
+        sent, pending = 0, []
+        async for state in self._ledger.all_link_states():
+            message = verify_message(state, run_id)
+            if message is None:
+                logger.warning(
+                    "link %s/%s has no valid identity recorded; skipped", state.partition_key, state.row_key
+                )
+                continue
+            pending.append(message)
+            if len(pending) >= _BATCH:
+                sent += await sender.send_batch(queue, pending)
+                pending = []
+        if pending:
+            sent += await sender.send_batch(queue, pending)
+
+        if await self._ledger.runs.create(run_id, total=sent, started_at=started):
+            await self._schedule_check(run_id, 1)
+            logger.info("re-verification run %s started: %d verify messages sent to %s", run_id, sent, queue)
+        else:
+            logger.info("re-verification run %s was already started; duplicate messages are dropped", run_id)
+        return run_id, sent
+
+    async def _schedule_check(self, run_id: str, number: int) -> None:
+        await self._queue().schedule(
+            self._settings.verify_queue,
+            b"{}",
+            message_id=f"{RUN_SUMMARY}:{run_id}:{number}",
+            at=datetime.now(UTC) + timedelta(seconds=self._settings.run_summary_check_seconds),
+            properties={KIND_PROPERTY: RUN_SUMMARY, RUN_ID_PROPERTY: run_id, CHECK_PROPERTY: number},
+        )
+
+    async def handle_summary_check(self, properties: Mapping[str, Any]) -> None:
+        """A run-summary check from the verify queue; a malformed one is logged and dropped, never
+        raised (raising would only have Service Bus deliver it again until it is dead-lettered)."""
+        check = SummaryCheck.of(properties)
+        if isinstance(check, list):
+            logger.warning("run-summary check message ignored: %s", "; ".join(check))
+            return
+        await self.check(check.run_id, check.number)
+
+    async def check(self, run_id: str, number: int) -> RunSummary | None:
+        """Summarise the run once every link has a final outcome; otherwise look again later."""
+        runs = await self._ledger.runs.all()
+        run = next((record for record in runs if record.run_id == run_id), None)
+        if run is None or run.ended:
+            return None
+        counts: Counter[str] = Counter()
+        ended = run.started_at
+        async for state in self._ledger.states_of_run(run_id):
+            if state.outcome is not OutcomeKind.TRANSIENT:
+                counts[state.outcome.value] += 1
+                ended = max(ended, state.last_checked_at or ended)
+        complete = sum(counts.values()) >= run.total
+        overdue = datetime.now(UTC) - run.started_at > _RUN_DEADLINE
+        if not (complete or overdue):
+            await self._schedule_check(run_id, number + 1)
+            return None
+
+        duration = round((ended - run.started_at).total_seconds(), 1)
+        summary = RunSummary(ended_at=ended, duration_seconds=duration, complete=complete, counts=counts)
+        await self._ledger.runs.finish(run_id, summary)
+        logger.info(
+            "re-verification run %s %s: %d links in %.1f s: %s",
+            run_id,
+            "finished" if complete else "stopped waiting (incomplete)",
+            run.total,
+            summary.duration_seconds,
+            json.dumps(dict(sorted(counts.items()))),
+        )
+        earlier = [record for record in runs if record.run_id < run_id and record.ended]
+        if earlier:
+            _compare(run_id, counts, Counter(earlier[-1].counts), earlier[-1].run_id)
+        return summary
 
 
 def _compare(run_id: str, now: Counter[str], before: Counter[str], before_id: str) -> None:

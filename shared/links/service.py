@@ -17,24 +17,23 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.links.alerts import alert_credential_broken, alert_foreign_partner, log_deferral, log_outcome
 from shared.links.dead_letters import DeadLetter, broker_reason, dead_letter_attempt
+from shared.links.delivery import Delivery
 from shared.links.ledger import Attempt, Ledger, LedgerView
 from shared.links.linker import BeforeWriteFailed, Linker
 from shared.links.message import MessageRejected, OnboardingRequest, parse_onboarding_message
 from shared.spine.credentials import CredentialCache
-from shared.spine.decision import DEFERRED, Counters, Decision, NextAttempt, after_attempt, before_attempt
+from shared.spine.decision import DEFERRED, Decision, NextAttempt, after_attempt, before_attempt
 from shared.spine.envelope import (
     ATTEMPT_PROPERTY,
     ORIGINAL_ID_PROPERTY,
     PAUSES_PROPERTY,
     RUN_ID_PROPERTY,
     Source,
-    counter,
-    valid_run_id,
 )
 from shared.spine.errors import is_unavailable
 from shared.spine.outcomes import Outcome, OutcomeKind
-from shared.spine.receipts import body_digest, chain_id
 from shared.spine.retry import CredentialBreaker, RetryPolicy, retry_message_id
 from shared.spine.servicebus import QueueSender
 from shared.spine.settings import Settings
@@ -51,56 +50,6 @@ class TransientFailure(RuntimeError):
     def __init__(self, outcome: Outcome) -> None:
         self.outcome = outcome
         super().__init__(f"transient: {outcome.reason}" + (f" ({outcome.code})" if outcome.code else ""))
-
-
-@dataclasses.dataclass(frozen=True)
-class _Delivery:
-    """Where a request came from and how many times it has been tried."""
-
-    message_id: str
-    original_id: str
-    source: Source
-    delivery_count: int = 1
-    attempt: int = 1
-    pauses: int = 0
-    run_id: str | None = None
-    body_digest: str | None = None
-
-    @property
-    def counters(self) -> Counters:
-        return Counters(self.attempt, self.pauses)
-
-    @property
-    def chain_id(self) -> str:
-        """The message and its scheduled retries (its receipt's key): a different body under a
-        used MessageId is a new chain, never dropped as a duplicate."""
-        return chain_id(self.original_id, self.body_digest)
-
-    @classmethod
-    def of_message(
-        cls,
-        message_id: str,
-        source: Source,
-        delivery_count: int,
-        properties: Mapping[str, Any],
-        body: bytes | None = None,
-    ) -> _Delivery:
-        # Application properties are set by our own scheduling, but anyone who can send to the
-        # queue can set them too: only well-formed values are believed (shared.spine.envelope).
-        message_id = message_id_for_records(message_id)
-        original = properties.get(ORIGINAL_ID_PROPERTY)
-        if not (isinstance(original, str) and message_id_for_records(original) == original):
-            original = None
-        return cls(
-            message_id=message_id,
-            original_id=original or message_id,
-            source=source,
-            delivery_count=delivery_count,
-            attempt=counter(properties, ATTEMPT_PROPERTY, 1),
-            pauses=counter(properties, PAUSES_PROPERTY, 0),
-            run_id=valid_run_id(properties.get(RUN_ID_PROPERTY)),
-            body_digest=body_digest(body) if body is not None else None,
-        )
 
 
 class LinkService:
@@ -178,7 +127,7 @@ class LinkService:
         # The host always sets a MessageId; should one be missing, the body stands in for it so
         # that redelivery stays idempotent.
         message_id = message_id_for_records(message_id) or "sha256:" + hashlib.sha256(body).hexdigest()
-        delivery = _Delivery.of_message(message_id, source, delivery_count, properties or {}, body)
+        delivery = Delivery.of_message(message_id, source, delivery_count, properties or {}, body)
         try:
             request = parse_onboarding_message(
                 body, default_partner_id=self.settings.partner_id, max_bytes=self.settings.max_message_bytes
@@ -212,7 +161,7 @@ class LinkService:
     async def relink(self, request: OnboardingRequest) -> Outcome:
         """An operator's relink: linked now, recorded like any other attempt, never rescheduled."""
         message_id = f"relink:{uuid.uuid4()}"
-        delivery = _Delivery(message_id=message_id, original_id=message_id, source=Source.RELINK)
+        delivery = Delivery(message_id=message_id, original_id=message_id, source=Source.RELINK)
         return await self._process(request, delivery, body=None, started=time.monotonic())
 
     async def record_dead_letter(
@@ -229,7 +178,7 @@ class LinkService:
         Raises when the ledger cannot be written, so that the message stays in the dead-letter
         queue; nothing else about the message can make it raise.
         """
-        delivery = _Delivery.of_message(message_id, source, delivery_count, properties, body)
+        delivery = Delivery.of_message(message_id, source, delivery_count, properties, body)
         letter = DeadLetter(
             body=body,
             message_id=delivery.message_id,
@@ -257,7 +206,7 @@ class LinkService:
         return outcome
 
     async def _process(
-        self, request: OnboardingRequest, delivery: _Delivery, *, body: bytes | None, started: float
+        self, request: OnboardingRequest, delivery: Delivery, *, body: bytes | None, started: float
     ) -> Outcome:
         request = self._partner_for(request, delivery)
         try:
@@ -290,7 +239,7 @@ class LinkService:
         )
         if held is not None:
             if held.outcome.code == DEFERRED.code:
-                _log_deferral(step, held)
+                log_deferral(step.delivery.message_id, step.request, held)
             return await self._finish(step, held)
         return await self._link(step)
 
@@ -318,7 +267,7 @@ class LinkService:
             outcome, delivery.counters, self.policy, can_reschedule=step.can_reschedule(self.sender)
         )
         if outcome.kind in (OutcomeKind.RECLAIMED, OutcomeKind.FOREIGN_PARTNER):
-            _alert_foreign_partner(request, outcome)
+            alert_foreign_partner(request, outcome)
         return await self._finish(step, decision)
 
     def _watch_credential(self, step: _Step, outcome: Outcome) -> None:
@@ -326,11 +275,11 @@ class LinkService:
         key = _credential_key(step.request)
         if outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN:
             if self.breaker.trip(key, self.policy.credential_pause_seconds):
-                _alert_credential_broken(step.request, outcome, self.policy.credential_pause_seconds)
+                alert_credential_broken(step.request, outcome, self.policy.credential_pause_seconds)
         elif outcome.kind is not OutcomeKind.TRANSIENT:
             self.breaker.reset(key)
 
-    def _partner_for(self, request: OnboardingRequest, delivery: _Delivery) -> OnboardingRequest:
+    def _partner_for(self, request: OnboardingRequest, delivery: Delivery) -> OnboardingRequest:
         """A nightly check of a link whose recorded partner ID is not (or no longer) ours checks
         it against PARTNER_ID: the nightly run repairs, it never confirms a foreign ID."""
         if delivery.source is Source.VERIFY and request.partner_id not in self.settings.allowed_partner_ids:
@@ -376,7 +325,7 @@ class LinkService:
         self,
         error: Exception,
         correlation_id: str | None,
-        delivery: _Delivery,
+        delivery: Delivery,
         body: bytes | None,
         *,
         retry_scheduled: bool,
@@ -414,7 +363,7 @@ class LinkService:
     async def _schedule(
         self,
         correlation_id: str | None,
-        delivery: _Delivery,
+        delivery: Delivery,
         body: bytes,
         *,
         attempt: int,
@@ -445,7 +394,7 @@ class _Step:
     ledger said before linking (None once the ledger has changed since)."""
 
     request: OnboardingRequest
-    delivery: _Delivery
+    delivery: Delivery
     body: bytes | None
     started: float
     view: LedgerView | None
@@ -489,48 +438,6 @@ def _partner_not_allowed(partner_id: str) -> Outcome:
     )
 
 
-def _log_deferral(step: _Step, held: Decision) -> None:
-    delay = held.next_attempt.delay if held.next_attempt else 0.0
-    logger.info(
-        "message %s deferred %.0f s: the partner credential for client %s is broken",
-        step.delivery.message_id,
-        delay,
-        step.request.identity.client_id,
-        extra={"messageId": step.delivery.message_id, "customerTenantId": step.request.customer_tenant_id},
-    )
-
-
-def _alert_credential_broken(request: OnboardingRequest, outcome: Outcome, pause: float) -> None:
-    identity = request.identity
-    logger.error(
-        "ALERT partner credential broken: client %s (%s) failed with %s; every tenant using it is "
-        "paused for %.0f s. %s",
-        identity.client_id,
-        identity.type.value,
-        outcome.code,
-        pause,
-        outcome.remediation or "",
-    )
-
-
-def _alert_foreign_partner(request: OnboardingRequest, outcome: Outcome) -> None:
-    foreign = outcome.previous_partner_id if outcome.kind is OutcomeKind.RECLAIMED else outcome.partner_id
-    done = (
-        f"moved back to {request.partner_id}"
-        if outcome.kind is OutcomeKind.RECLAIMED
-        else "left as it is (ON_OTHER_PARTNER=keep)"
-    )
-    logger.error(
-        "ALERT foreign partner ID: our identity %s in tenant %s was linked to partner ID %s, which is "
-        "not in ALLOWED_PARTNER_IDS; %s",
-        request.identity.client_id,
-        request.customer_tenant_id,
-        foreign,
-        done,
-        extra={"customerTenantId": request.customer_tenant_id, "outcome": outcome.kind.value},
-    )
-
-
 def _as_verification(outcome: Outcome) -> Outcome:
     """In a re-verification, a link already in place is `verified` and one made again is `healed`."""
     if outcome.kind is OutcomeKind.ALREADY_LINKED:
@@ -546,35 +453,6 @@ def _as_verification(outcome: Outcome) -> Outcome:
 
 def _elapsed_ms(started: float) -> float:
     return (time.monotonic() - started) * 1000
-
-
-def log_outcome(attempt: Attempt, outcome: Outcome) -> None:
-    """One structured line per attempt; every field here is validated input or our own text."""
-    fields = {
-        "source": attempt.source,
-        "outcome": outcome.kind.value,
-        "customerTenantId": attempt.customer_tenant_id,
-        "clientId": attempt.client_id,
-        "correlationId": attempt.correlation_id,
-        "messageId": attempt.message_id,
-        "deliveryCount": attempt.delivery_count,
-        "attempt": attempt.attempt,
-        "runId": attempt.run_id,
-        "nextAttemptAt": attempt.next_attempt_at.isoformat(timespec="seconds")
-        if attempt.next_attempt_at
-        else None,
-        "partnerId": outcome.partner_id or attempt.partner_id,
-        "code": outcome.code,
-        "durationMs": round(attempt.duration_ms, 1),
-    }
-    if outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN:
-        level = logging.ERROR
-    elif outcome.kind.is_success:
-        level = logging.INFO
-    else:
-        level = logging.WARNING
-    text = " ".join(f"{key}={value}" for key, value in fields.items() if value is not None)
-    logger.log(level, "%s reason=%r", text, outcome.reason, extra=fields)
 
 
 _services: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[LinkService]] = (

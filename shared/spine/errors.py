@@ -253,28 +253,10 @@ def classify_error(
     if isinstance(error, UnusableSecret):
         return _unusable_secret(error)
 
-    if isinstance(error, ServiceRequestError | ServiceResponseError | asyncio.TimeoutError | OSError):
-        return transient(f"{stage.value}: network error ({type(error).__name__})", code="network")
-
-    code = aadsts_code(error) if stage is Stage.TOKEN else None
-    if code is not None:
-        kind, reason, remediation = _AADSTS_CODES.get(code, _unknown_aadsts(error))
-        return Outcome(
-            kind,
-            f"sign-in to the customer tenant failed: {reason}",
-            code=f"AADSTS{code}",
-            remediation=remediation.format(**names) if remediation else None,
-            retry_after=retry_after_seconds(error) if kind is OutcomeKind.TRANSIENT else None,
-        )
-
+    passing = _passing_or_sign_in(error, stage, names)
+    if passing is not None:
+        return passing
     status = _status(error)
-    if is_transient_status(status):
-        return transient(
-            f"{stage.value}: HTTP {status} from the service",
-            code=f"HTTP{status}",
-            retry_after=retry_after_seconds(error),
-        )
-
     if stage is Stage.KEY_VAULT:
         return _key_vault_outcome(error, status, names)
     if stage is Stage.TOKEN:
@@ -289,6 +271,30 @@ def classify_error(
         )
 
     return _arm_outcome(error, status, names)
+
+
+def _passing_or_sign_in(error: BaseException, stage: Stage, names: dict[str, str]) -> Outcome | None:
+    """A network error or a transient status (try again), or a sign-in refused with an AADSTS code."""
+    if isinstance(error, ServiceRequestError | ServiceResponseError | asyncio.TimeoutError | OSError):
+        return transient(f"{stage.value}: network error ({type(error).__name__})", code="network")
+    code = aadsts_code(error) if stage is Stage.TOKEN else None
+    if code is not None:
+        kind, reason, remediation = _AADSTS_CODES.get(code, _unknown_aadsts(error))
+        return Outcome(
+            kind,
+            f"sign-in to the customer tenant failed: {reason}",
+            code=f"AADSTS{code}",
+            remediation=remediation.format(**names) if remediation else None,
+            retry_after=retry_after_seconds(error) if kind is OutcomeKind.TRANSIENT else None,
+        )
+    status = _status(error)
+    if is_transient_status(status):
+        return transient(
+            f"{stage.value}: HTTP {status} from the service",
+            code=f"HTTP{status}",
+            retry_after=retry_after_seconds(error),
+        )
+    return None
 
 
 def _key_vault_outcome(error: BaseException, status: int | None, names: dict[str, str]) -> Outcome:

@@ -292,30 +292,31 @@ class _Reader:
             )
         return _CloudEndpoints(authority, arm, key_vault_url, audience, arm_audience or arm, allow_custom)
 
-    def settings(self) -> Settings:
+    def _partner(self) -> tuple[str, frozenset[str], OnOtherPartner]:
+        """PARTNER_ID, ALLOWED_PARTNER_IDS (always including it) and ON_OTHER_PARTNER."""
         partner_id = self._required("PARTNER_ID")
         if not is_partner_id(partner_id):
             raise SettingsError("setting PARTNER_ID must be 6 to 10 digits (the Associated Partner ID)")
-
         allowed = self._partner_ids("ALLOWED_PARTNER_IDS", including=partner_id)
-
         on_other = self._get("ON_OTHER_PARTNER", OnOtherPartner.UPDATE.value)
         assert on_other is not None
         try:
-            on_other_partner = OnOtherPartner(on_other.lower())
+            return partner_id, allowed, OnOtherPartner(on_other.lower())
         except ValueError:
             raise SettingsError("setting ON_OTHER_PARTNER must be 'update' or 'keep'") from None
 
-        connection_string, table_uri, table = self._ledger()
-
+    def _host(self) -> tuple[str | None, str | None]:
+        """The Function App's managed identity (AZURE_CLIENT_ID) and an extra CA bundle, if any."""
         client_id = self._get("AZURE_CLIENT_ID")
         if client_id is not None and not is_guid(client_id):
             raise SettingsError("setting AZURE_CLIENT_ID must be a GUID")
-
         ca_bundle = self._get("PAL_CA_BUNDLE")
         if ca_bundle is not None and not Path(ca_bundle).is_file():
             raise SettingsError("setting PAL_CA_BUNDLE must name an existing PEM file")
+        return client_id, ca_bundle
 
+    def _queues(self) -> tuple[str | None, str, str]:
+        """The Service Bus namespace (identity-based connection) and the two queues."""
         namespace = self._get("ServiceBusConnection__fullyQualifiedNamespace")
         if namespace is not None and not _HOST_NAME.fullmatch(namespace):
             raise SettingsError(
@@ -325,6 +326,13 @@ class _Reader:
         queue = self._get("ONBOARDING_QUEUE", "customer-onboarded")
         verify_queue = self._get("VERIFY_QUEUE", "link-verify")
         assert queue is not None and verify_queue is not None
+        return namespace, queue, verify_queue
+
+    def settings(self) -> Settings:
+        partner_id, allowed, on_other_partner = self._partner()
+        connection_string, table_uri, table = self._ledger()
+        client_id, ca_bundle = self._host()
+        namespace, queue, verify_queue = self._queues()
         cloud = self._cloud()
         return Settings(
             partner_id=partner_id,

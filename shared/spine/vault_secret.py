@@ -130,6 +130,17 @@ def check_value(use: SecretUse, value: str | None) -> str:
     return value
 
 
+def _rsa_private_key(data: bytes) -> RSAPrivateKey | str:
+    """The PEM's RSA private key, or what is wrong with it."""
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return "the PEM's private key cannot be read (encrypted with a password, or damaged)"
+    if not isinstance(key, RSAPrivateKey):
+        return "the private key is not RSA (Entra ID signs client assertions with RS256)"
+    return key
+
+
 def _certificate_problem(value: str) -> str | None:
     """What keeps the value from being a PEM with an RSA private key and its certificate, if anything."""
     if _PEM_BEGIN not in value:
@@ -137,12 +148,9 @@ def _certificate_problem(value: str) -> str | None:
     data = value.encode("utf-8")
     if "PRIVATE KEY-----" not in value:
         return "the PEM holds no private key"
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return "the PEM's private key cannot be read (encrypted with a password, or damaged)"
-    if not isinstance(key, RSAPrivateKey):
-        return "the private key is not RSA (Entra ID signs client assertions with RS256)"
+    key = _rsa_private_key(data)
+    if isinstance(key, str):
+        return key
     try:
         certificate = x509.load_pem_x509_certificate(data)
     except ValueError:

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.azurite import Azurite
+from sandbox.broker import ServiceBusBroker
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.local_env import local_settings
 from sandbox.scenario import FaultRule, Scenario, load_scenario
-from sandbox.servicebus import ServiceBusBroker
 from shared.links.rows import HistoryEvent
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _FINAL_WAIT_SECONDS = 90
 
 
@@ -112,14 +112,10 @@ async def _run(
     return 0 if all(finals.values()) else 1
 
 
-async def _print_onboarding(
-    service: Any,
-    sent: list[tuple[Path, str]],
-    finals: dict[str, HistoryEvent | None],
-    events: list[HistoryEvent],
-    broker: ServiceBusBroker,
-    env: dict[str, str],
-) -> None:
+def _outcome_rows(
+    sent: list[tuple[Path, str]], finals: dict[str, HistoryEvent | None], events: list[HistoryEvent]
+) -> list[dict[str, Any]]:
+    """One row per sample message: its final outcome and how many attempts it took."""
     rows = []
     for _, message_id in sent:
         final = finals[message_id]
@@ -133,6 +129,18 @@ async def _print_onboarding(
                 "reason": ((final.reason if final else None) or "")[:80],
             }
         )
+    return rows
+
+
+async def _print_onboarding(
+    service: Any,
+    sent: list[tuple[Path, str]],
+    finals: dict[str, HistoryEvent | None],
+    events: list[HistoryEvent],
+    broker: ServiceBusBroker,
+    env: dict[str, str],
+) -> None:
+    rows = _outcome_rows(sent, finals, events)
     print("\nOutcomes")
     print(table(rows, ["message", "outcome", "code", "attempts", "reason"]))
 

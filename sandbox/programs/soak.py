@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.azurite import Azurite
+from sandbox.broker import ServiceBusBroker
 from sandbox.cloud import CloudSandbox
 from sandbox.fleet import APP, MI_CLIENT, fleet_scenario, fleet_tenants
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.local_env import local_settings
 from sandbox.scenario import FaultRule, Scenario
-from sandbox.servicebus import ServiceBusBroker
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "customer-onboarded"
 
 # About 20% of ARM calls and 5% of token requests meet a fault.
@@ -104,6 +104,15 @@ async def _send(connection: str, tenants: list[str]) -> list[str]:
     return ids
 
 
+_SOAK_SETTINGS = {
+    "RETRY_BASE_SECONDS": "1",
+    "RETRY_MAX_SECONDS": "4",
+    "MAX_ATTEMPTS": "10",
+    "HTTP_TIMEOUT_SECONDS": "2",
+    "SDK_RETRY_TOTAL": "1",
+}
+
+
 async def run_soak(
     messages: int,
     *,
@@ -113,68 +122,103 @@ async def run_soak(
     give_up_after: float = 600,
 ) -> SoakReport:
     """One run; the caller's process must not hold another local host for the same app."""
-    from shared.links.service import get_service, reset_service
+    from shared.links.service import reset_service
 
     report = SoakReport(messages)
     tenants = fleet_tenants(messages, series=4)
-    azurite = Azurite(location=work / "azurite").start()
-    cloud = CloudSandbox(
-        Scenario.from_dict(fleet_scenario(tenants, linked=False)), state_dir=work / "cloud", seed=7
-    ).start()
-    broker = ServiceBusBroker().start()
-    host: LocalFunctionsHost | None = None
+    soak = _Soak(work, tenants, report)
     try:
+        await soak.start()
+        started = time.monotonic()
+        ids = await _send(soak.broker.connection_string, tenants)
+        await soak.drive(started, outage_seconds, restart_host, give_up_after)
+        report.seconds = time.monotonic() - started
+        await soak.tally(ids)
+        return report
+    finally:
+        await soak.stop()
+        await reset_service()
+
+
+class _Soak:
+    """The local services of one soak run, the host under test, and the disturbances."""
+
+    def __init__(self, work: Path, tenants: list[str], report: SoakReport) -> None:
+        self.tenants, self.report = tenants, report
+        self.azurite = Azurite(location=work / "azurite").start()
+        scenario = Scenario.from_dict(fleet_scenario(tenants, linked=False))
+        self.cloud = CloudSandbox(scenario, state_dir=work / "cloud", seed=7).start()
+        self.broker = ServiceBusBroker().start()
+        self.host: LocalFunctionsHost | None = None
+        self.env: dict[str, str] = {}
+
+    async def start(self) -> None:
+        from shared.links.service import reset_service
+
         for rule in ARM_FAULTS + TOKEN_FAULTS:
-            cloud.add_fault("*", rule)
-        env = local_settings(
-            cloud,
-            azurite.connection_string,
+            self.cloud.add_fault("*", rule)
+        self.env = local_settings(
+            self.cloud,
+            self.azurite.connection_string,
             managed_identity_client_id=MI_CLIENT,
-            service_bus_connection_string=broker.connection_string,
+            service_bus_connection_string=self.broker.connection_string,
             ledger_table="Soak",
         )
-        env |= {
-            "RETRY_BASE_SECONDS": "1",
-            "RETRY_MAX_SECONDS": "4",
-            "MAX_ATTEMPTS": "10",
-            "HTTP_TIMEOUT_SECONDS": "2",
-            "SDK_RETRY_TOTAL": "1",
-        }
+        self.env |= _SOAK_SETTINGS
         await reset_service()
-        host = await LocalFunctionsHost(settings=env).start()
-        started = time.monotonic()
-        ids = await _send(broker.connection_string, tenants)
+        self.host = await LocalFunctionsHost(settings=self.env).start()
 
-        restart_done = not restart_host
-        outage_done = outage_seconds <= 0
+    async def drive(
+        self, started: float, outage_seconds: float, restart_host: bool, give_up_after: float
+    ) -> None:
+        """Wait for the queue to drain, taking Table Storage away at 30% and restarting the host
+        at 60% of the invocations."""
+        assert self.host is not None
+        messages, report = self.report.messages, self.report
+        restart_done, outage_done = not restart_host, outage_seconds <= 0
         idle_since: float | None = None
         while time.monotonic() - started < give_up_after:
             await asyncio.sleep(0.5)
-            done = len(host.invocations) + report.attempts
+            done = len(self.host.invocations) + report.attempts
             if not outage_done and done >= messages * 0.3:
-                azurite.stop()  # Table Storage goes away for a while
-                await asyncio.sleep(outage_seconds)
-                azurite.start()
-                report.azurite_outage_seconds, outage_done = outage_seconds, True
+                await self._outage(outage_seconds)
+                outage_done = True
             if not restart_done and done >= messages * 0.6:
-                report.attempts += len(host.invocations)
-                await host.stop(grace_seconds=5)
-                await reset_service()
-                host = await LocalFunctionsHost(settings=env).start()
-                report.host_restarts, restart_done = 1, True
-            counts = broker.queue_counts(QUEUE)
-            busy = counts["active"] + counts["scheduled"] + counts["locked"]
-            if busy == 0 and outage_done and restart_done:
-                idle_since = idle_since or time.monotonic()
-                if time.monotonic() - idle_since > 2:
-                    break
-            else:
+                await self._restart()
+                restart_done = True
+            if not (outage_done and restart_done and self._idle()):
                 idle_since = None
-        report.seconds = time.monotonic() - started
-        report.attempts += len(host.invocations)
+            elif time.monotonic() - (idle_since := idle_since or time.monotonic()) > 2:
+                break
+        report.attempts += len(self.host.invocations)
 
-        ledger = (await get_service()).ledger
-        for message_id, tenant in zip(ids, tenants, strict=True):
+    def _idle(self) -> bool:
+        counts = self.broker.queue_counts(QUEUE)
+        return counts["active"] + counts["scheduled"] + counts["locked"] == 0
+
+    async def _outage(self, seconds: float) -> None:
+        """Table Storage goes away for a while."""
+        self.azurite.stop()
+        await asyncio.sleep(seconds)
+        self.azurite.start()
+        self.report.azurite_outage_seconds = seconds
+
+    async def _restart(self) -> None:
+        from shared.links.service import reset_service
+
+        assert self.host is not None
+        self.report.attempts += len(self.host.invocations)
+        await self.host.stop(grace_seconds=5)
+        await reset_service()
+        self.host = await LocalFunctionsHost(settings=self.env).start()
+        self.report.host_restarts = 1
+
+    async def tally(self, ids: list[str]) -> None:
+        """Each message's recorded events: one final outcome each, no event twice."""
+        from shared.links.service import get_service
+
+        ledger, report = (await get_service()).ledger, self.report
+        for message_id, tenant in zip(ids, self.tenants, strict=True):
             events = [
                 e
                 for e in await ledger.history(tenant, limit=1000)
@@ -189,17 +233,16 @@ async def run_soak(
                 report.with_several_final_outcomes.append(message_id)
             for event in finals[:1]:
                 report.outcomes[event.outcome.value] += 1
-        report.left_in_queue = {k: v for k, v in broker.queue_counts(QUEUE).items() if v}
-        report.dead_lettered = broker.dead_letters(QUEUE)
-        report.faults_injected = sum(cloud.stats().get("faultsApplied", {}).values())
-        return report
-    finally:
-        if host is not None:
-            await host.stop(grace_seconds=2)
-        await reset_service()
-        broker.stop()
-        cloud.stop()
-        azurite.stop()
+        report.left_in_queue = {k: v for k, v in self.broker.queue_counts(QUEUE).items() if v}
+        report.dead_lettered = self.broker.dead_letters(QUEUE)
+        report.faults_injected = sum(self.cloud.stats().get("faultsApplied", {}).values())
+
+    async def stop(self) -> None:
+        if self.host is not None:
+            await self.host.stop(grace_seconds=2)
+        self.broker.stop()
+        self.cloud.stop()
+        self.azurite.stop()
 
 
 def main() -> int:

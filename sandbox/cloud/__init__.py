@@ -1,0 +1,253 @@
+"""Local HTTPS stand-in for Entra ID, ARM ManagementPartner, Key Vault and App Service managed identity.
+
+One server, one port, one in-memory world. The rooms: `state` (tenants, principals, links, secrets,
+counters, the lock), `faults` (injected per tenant and target), `tokens` (the signing key),
+`oauth` (Entra's errors), one module per stand-in service (`entra`, `managed_identity`,
+`key_vault`, `arm`, `admin`), `server` (HTTPS and the router) and `protocol` (what they exchange).
+`CloudSandbox` here owns them all and is what tests and programs use. A new stand-in is a module with a
+class that has `audiences(base_url)` and `handle(request)`, and one `self._router.add(...)` line below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ..scenario import FaultRule, PutWhenLinked, Scenario, load_scenario
+from ..tls import make_tls
+from .admin import Admin
+from .arm import ManagementPartner
+from .credentials import self_signed_pem
+from .entra import EntraId
+from .faults import Faults
+from .key_vault import KeyVault
+from .managed_identity import ManagedIdentity
+from .oauth import AADSTS
+from .server import Router, Server
+from .state import CloudState
+from .tokens import TokenIssuer
+
+__all__ = ["AADSTS", "CloudSandbox", "main", "self_signed_pem"]
+
+
+class CloudSandbox:
+    """Entra ID, ARM (Microsoft.ManagementPartner), Key Vault and managed identity on one local HTTPS port.
+
+    Clients pass `connection_verify=str(ca_path)` (or share a transport that trusts it) and:
+    credentials `authority=base_url` (MSAL-based sync ones also `disable_instance_discovery=True`);
+    the ARM client `base_url=arm_url, credential_scopes=["https://management.azure.com/.default"]`;
+    `SecretClient(key_vault_url, ..., verify_challenge_resource=False)` (no parent domain of
+    127.0.0.1 can match the challenge); ManagedIdentityCredential finds the endpoint through the
+    IDENTITY_ENDPOINT / IDENTITY_HEADER environment variables, nothing else needed for https.
+    """
+
+    def __init__(
+        self, scenario: Scenario, *, state_dir: Path, host: str = "127.0.0.1", port: int = 0, seed: int = 0
+    ) -> None:
+        self._scenario = scenario
+        self._state_dir = Path(state_dir)
+        self._host, self._requested_port = host, port
+        self._state = CloudState(scenario)
+        self._faults = Faults(self._state, seed)
+        for tenant in scenario.tenants:
+            for rule in tenant.faults:
+                self.add_fault(tenant.tenant_id, rule)
+        self._tokens = TokenIssuer()
+        self._identity = ManagedIdentity(self._state, self._tokens, self._faults)
+        self._router = Router()
+        self._router.add(EntraId(self._state, self._tokens, self._faults, self._router.audiences))
+        self._router.add(ManagementPartner(self._state, self._tokens, self._faults), prefix="providers")
+        self._router.add(KeyVault(self._state, self._tokens, self._faults), prefix="secrets")
+        self._router.add(self._identity, prefix="msi")
+        self._router.add(Admin(self._state, self._faults), prefix="_sandbox")
+        self._server: Server | None = None
+        self._thread: threading.Thread | None = None
+        self._ca_path: Path | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> CloudSandbox:
+        if self._server is not None:
+            raise RuntimeError("the sandbox is already running")
+        tls = make_tls(self._state_dir)
+        self._tokens.new_key()
+        self._identity.new_header()
+        self._ca_path = tls.ca_path
+        self._server = Server(
+            (self._host, self._requested_port), self._router, tls.server_context, public_host=self._host
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="cloud-sandbox",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> CloudSandbox:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the sandbox is not running")
+        return self._server.base_url
+
+    @property
+    def ca_path(self) -> Path:
+        if self._ca_path is None:
+            raise RuntimeError("the sandbox has not been started")
+        return self._ca_path
+
+    @property
+    def authority(self) -> str:
+        return self.base_url
+
+    @property
+    def arm_url(self) -> str:
+        return self.base_url
+
+    @property
+    def key_vault_url(self) -> str:
+        return self.base_url
+
+    @property
+    def identity_endpoint(self) -> str:
+        return self.base_url + "/msi/token"
+
+    @property
+    def identity_header(self) -> str:
+        return self._identity.header
+
+    @property
+    def scenario(self) -> Scenario:
+        return self._scenario
+
+    # ---- test API (thread-safe) ------------------------------------------------------------------
+
+    def add_fault(self, tenant_id: str, rule: FaultRule) -> None:
+        """Inject `rule` into requests for `tenant_id` ("*" = every tenant)."""
+        self._faults.add(tenant_id, rule)
+
+    def clear_faults(self, tenant_id: str | None = None) -> None:
+        self._faults.clear(tenant_id)
+
+    def stats(self) -> dict[str, Any]:
+        return self._state.stats_copy()
+
+    def reset_stats(self) -> None:
+        self._state.reset_stats()
+
+    def links(self) -> list[dict[str, Any]]:
+        return self._state.link_snapshots()
+
+    def set_link(self, tenant_id: str, object_id: str, partner_id: str) -> dict[str, Any]:
+        """Link (tenant, object) to `partner_id` as if the identity had done it itself (version + 1)."""
+        return self._state.set_link(tenant_id, object_id, partner_id)
+
+    def delete_link(self, tenant_id: str, object_id: str) -> bool:
+        """Soft-delete the identity's link; False when it had no active link."""
+        return self._state.delete_link(tenant_id, object_id)
+
+    def set_put_when_linked(self, mode: PutWhenLinked) -> None:
+        """What PUT answers when the caller is already linked: 409 Conflict, or 200 with the existing link."""
+        self._state.set_put_when_linked(mode)
+
+    def set_secret(
+        self,
+        name: str,
+        value: str,
+        content_type: str | None = None,
+        *,
+        tags: dict[str, str] | None = None,
+        enabled: bool = True,
+        expires: int | None = None,
+    ) -> str:
+        """Store a new version of a Key Vault secret; returns the version.
+
+        The content type is kept unless given; tags, like Azure's, belong to the version: a new
+        version without them has none.
+        """
+        return self._state.set_secret(name, value, content_type, tags=tags, enabled=enabled, expires=expires)
+
+    def secret_value(self, name: str) -> str:
+        return self._state.secret_value(name)
+
+    def set_service_principal_enabled(self, tenant_id: str, client_id: str, enabled: bool) -> None:
+        self._state.set_service_principal_enabled(tenant_id, client_id, enabled)
+
+    def remove_service_principal(self, tenant_id: str, client_id: str) -> None:
+        self._state.remove_service_principal(tenant_id, client_id)
+
+    def add_tenant(self, tenant_id: str, name: str) -> None:
+        self._state.add_tenant(tenant_id, name)
+
+    def add_service_principal(
+        self, tenant_id: str, client_id: str, object_id: str, *, enabled: bool = True
+    ) -> None:
+        """What an admin consent creates: the app's service principal in a customer tenant."""
+        self._state.add_service_principal(tenant_id, client_id, object_id, enabled=enabled)
+
+    def issue_token(
+        self,
+        tenant_id: str,
+        object_id: str,
+        audience: str,
+        *,
+        lifetime_seconds: int = 3600,
+        app_id: str = "",
+        issuer: str | None = None,
+    ) -> str:
+        """An access token signed by the sandbox (a negative lifetime gives an expired one), for tests."""
+        return self._tokens.access_token(
+            tenant_id, object_id, audience, app_id, lifetime_seconds, issuer=issuer
+        )[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sandbox.cloud --scenario FILE --state-dir DIR [--port N]`: prints one JSON line with
+    the URLs and the managed identity's header once serving, then runs until SIGINT/SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m sandbox.cloud", description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", type=Path, required=True)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    stopping = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stopping.set())
+    with CloudSandbox(load_scenario(args.scenario), state_dir=args.state_dir, port=args.port) as cloud:
+        ready = {
+            "url": cloud.base_url,
+            "caPath": str(cloud.ca_path),
+            "identityEndpoint": cloud.identity_endpoint,
+            "identityHeader": cloud.identity_header,
+            "keyVaultUrl": cloud.key_vault_url,
+        }
+        print(json.dumps(ready), flush=True)
+        while not stopping.wait(0.5):
+            pass
+    return 0

@@ -1,0 +1,114 @@
+"""The sandbox's admin API under /_sandbox/, for another process (the benchmark, a sandbox started with
+`python -m sandbox.cloud`): stats, links, faults, settings, secrets, tenants and service principals,
+the same operations CloudSandbox offers in-process. Secret values go in, never out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ..scenario import FaultRule, parse_tags
+from .faults import Faults
+from .protocol import Reply, Request, json_reply
+from .state import CloudState
+
+# (arguments: the path's segments after /_sandbox/, the request) -> the reply.
+_Action = Callable[[list[str], Request], Reply]
+
+
+def _matches(pattern: tuple[str, ...], route: list[str]) -> bool:
+    """`*` in a pattern stands for any one segment; other segments must be equal, case and all."""
+    return len(pattern) == len(route) and all(p in ("*", r) for p, r in zip(pattern, route, strict=True))
+
+
+def _ok() -> Reply:
+    return json_reply(200, {})
+
+
+class Admin:
+    def __init__(self, state: CloudState, faults: Faults) -> None:
+        self._state, self._faults = state, faults
+        principal = ("tenants", "*", "service-principals", "*")
+        self._routes: list[tuple[str, tuple[str, ...], _Action]] = [
+            ("GET", ("stats",), lambda route, request: json_reply(200, state.stats_copy())),
+            ("POST", ("reset-stats",), self._reset_stats),
+            ("GET", ("links",), lambda route, request: json_reply(200, state.link_snapshots())),
+            ("PUT", ("links", "*", "*"), self._set_link),
+            ("DELETE", ("links", "*", "*"), self._delete_link),
+            ("POST", ("faults",), self._add_fault),
+            ("DELETE", ("faults",), self._clear_faults),
+            ("DELETE", ("faults", "*"), self._clear_faults),
+            ("PUT", ("settings",), self._settings),
+            ("PUT", ("secrets", "*"), self._set_secret),
+            ("PUT", ("tenants", "*"), self._add_tenant),
+            ("PUT", principal, self._add_service_principal),
+            ("PATCH", principal, self._enable_service_principal),
+            ("DELETE", principal, self._remove_service_principal),
+        ]
+
+    def audiences(self, base_url: str) -> Iterable[str]:
+        return ()
+
+    def handle(self, request: Request) -> Reply:
+        route = request.path[1:]
+        for method, pattern, action in self._routes:
+            if method == request.method and _matches(pattern, route):
+                try:
+                    return action(route, request)
+                except (ValueError, KeyError, TypeError) as err:
+                    return json_reply(400, {"error": f"{type(err).__name__}: {err}"})
+        return json_reply(404, {"error": "no such sandbox admin endpoint"})
+
+    def _reset_stats(self, route: list[str], request: Request) -> Reply:
+        self._state.reset_stats()
+        return _ok()
+
+    def _set_link(self, route: list[str], request: Request) -> Reply:
+        return json_reply(200, self._state.set_link(route[1], route[2], str(request.json()["partnerId"])))
+
+    def _delete_link(self, route: list[str], request: Request) -> Reply:
+        return json_reply(200, {"deleted": self._state.delete_link(route[1], route[2])})
+
+    def _add_fault(self, route: list[str], request: Request) -> Reply:
+        body = request.json()
+        self._faults.add(str(body.get("tenantId", "*")), FaultRule.from_dict(body.get("rule"), "rule"))
+        return _ok()
+
+    def _clear_faults(self, route: list[str], request: Request) -> Reply:
+        self._faults.clear(route[1] if len(route) == 2 else None)
+        return _ok()
+
+    def _settings(self, route: list[str], request: Request) -> Reply:
+        self._state.set_put_when_linked(request.json()["putWhenLinked"])
+        return _ok()
+
+    def _set_secret(self, route: list[str], request: Request) -> Reply:
+        body = request.json()
+        content_type = body.get("contentType")
+        expires = body.get("expires")
+        version = self._state.set_secret(
+            route[1],
+            str(body["value"]),
+            str(content_type) if content_type else None,
+            tags=parse_tags(body.get("tags", {}), "tags"),
+            enabled=bool(body.get("enabled", True)),
+            expires=int(expires) if expires is not None else None,
+        )
+        return json_reply(200, {"name": route[1], "version": version})  # never the value
+
+    def _add_tenant(self, route: list[str], request: Request) -> Reply:
+        self._state.add_tenant(route[1], str(request.json()["name"]))
+        return _ok()
+
+    def _add_service_principal(self, route: list[str], request: Request) -> Reply:
+        body = request.json()
+        enabled = bool(body.get("enabled", True))
+        self._state.add_service_principal(route[1], route[3], str(body["objectId"]), enabled=enabled)
+        return _ok()
+
+    def _enable_service_principal(self, route: list[str], request: Request) -> Reply:
+        self._state.set_service_principal_enabled(route[1], route[3], bool(request.json()["enabled"]))
+        return _ok()
+
+    def _remove_service_principal(self, route: list[str], request: Request) -> Reply:
+        self._state.remove_service_principal(route[1], route[3])
+        return _ok()
