@@ -9,10 +9,10 @@ import aiohttp
 import pytest
 from test_http_api import KEY, Client
 
-from conftest import FEDERATED_APP, NORTHWIND
 from sandbox.azurite import Azurite, free_port
 from sandbox.functions_host import LocalFunctionsHost
 from shared.links.service import reset_service
+from tenants import FEDERATED_APP, NORTHWIND
 
 
 @pytest.fixture

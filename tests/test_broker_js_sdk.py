@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from conftest import LITWARE, LITWARE_APP, NORTHWIND, PARTNER_ID, onboarding_message
 from sandbox.broker import QueueConfig, ServiceBusBroker
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from shared.links.ledger import UNKNOWN_TENANT
 from shared.links.rows import HistoryEvent
 from shared.links.service import get_service
+from tenants import LITWARE, LITWARE_APP, NORTHWIND, PARTNER_ID, onboarding_message
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "tests" / "js"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-from conftest import FEDERATED_APP, NORTHWIND, PARTNER_ID, onboarding_message
 from sandbox.cloud import CloudSandbox
 from sandbox.scenario import FaultRule
 from shared.links.api import LinksApi
 from shared.links.service import LinkService, Source
+from tenants import FEDERATED_APP, NORTHWIND, PARTNER_ID, onboarding_message
 
 NORTHWIND_OID = "d87199a7-f53b-4dd6-813d-019f7547bffb"
 

@@ -11,13 +11,13 @@ from typing import Any
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 
-from conftest import NORTHWIND, TAILSPIN, onboarding_message
 from sandbox.broker import ServiceBusBroker
 from sandbox.functions_host import LocalFunctionsHost
 from shared.links.dead_letters import DeadLetter, broker_reason, dead_letter_attempt
 from shared.links.ledger import UNKNOWN_TENANT
 from shared.links.service import get_service, reset_service
 from shared.spine.outcomes import OutcomeKind
+from tenants import NORTHWIND, TAILSPIN, onboarding_message
 
 QUEUE = "customer-onboarded"
 PLANTED = "Zq78Q~PLANTEDdeadLetterSecret0123456789abcd"

@@ -16,7 +16,6 @@ import pytest
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 
-from conftest import FEDERATED_APP, LITWARE, NORTHWIND, PARTNER_ID, TAILSPIN, WOODGROVE, onboarding_message
 from palctl.cli import main as palctl
 from sandbox.broker import ServiceBusBroker
 from sandbox.cloud import CloudSandbox
@@ -25,6 +24,7 @@ from sandbox.scenario import FaultRule
 from shared.links.ledger import UNKNOWN_TENANT
 from shared.links.rows import HistoryEvent
 from shared.links.service import get_service
+from tenants import FEDERATED_APP, LITWARE, NORTHWIND, PARTNER_ID, TAILSPIN, WOODGROVE, onboarding_message
 
 QUEUE = "customer-onboarded"
 

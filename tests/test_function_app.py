@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from azure.functions.servicebus import ServiceBusMessage
 
-from conftest import NORTHWIND, WOODGROVE, onboarding_message
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import indexed_functions
 from sandbox.scenario import FaultRule
 from shared.links.ledger import UNKNOWN_TENANT
 from shared.links.service import TransientFailure, get_service, reset_service
 from shared.spine.settings import SettingsError
+from tenants import NORTHWIND, WOODGROVE, onboarding_message
 
 
 def functions() -> dict[str, Any]:

@@ -15,10 +15,10 @@ import pytest
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 
-from conftest import FEDERATED_APP, NORTHWIND
 from palctl.cli import main as palctl
 from sandbox.broker import QueueConfig, ServiceBusBroker
 from sandbox.functions_host import LocalFunctionsHost, Schedule, resolve, timespan_seconds
+from tenants import FEDERATED_APP, NORTHWIND
 from tests.hostapp import sample_app
 
 APP = "tests.hostapp.sample_app"

@@ -12,11 +12,11 @@ import aiohttp
 import jsonschema
 import pytest
 
-from conftest import FABRIKAM, FABRIKAM_APP, FEDERATED_APP, NORTHWIND, PARTNER_ID, TAILSPIN, WOODGROVE
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.scenario import FaultRule
 from shared.links.service import reset_service
+from tenants import FABRIKAM, FABRIKAM_APP, FEDERATED_APP, NORTHWIND, PARTNER_ID, TAILSPIN, WOODGROVE
 
 OPENAPI = json.loads((Path(__file__).resolve().parents[1] / "api" / "openapi.json").read_text())
 KEY = "operator-key"

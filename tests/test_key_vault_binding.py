@@ -14,17 +14,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from conftest import (
-    FABRIKAM,
-    FABRIKAM_APP,
-    LITWARE,
-    LITWARE_APP,
-    NORTHWIND,
-    bound_to,
-    everything_logged,
-    everything_stored,
-    onboarding_message,
-)
 from sandbox.cloud import CloudSandbox, self_signed_pem
 from sandbox.scenario import FaultRule
 from shared.links.service import LinkService
@@ -43,6 +32,8 @@ from shared.spine.vault_secret import (
     check_binding,
     check_value,
 )
+from tenants import FABRIKAM, FABRIKAM_APP, LITWARE, LITWARE_APP, NORTHWIND, bound_to, onboarding_message
+from traces import everything_logged, everything_stored
 
 PLANTED = "Kv47Q~PLANTED-kv-binding-0123456789abcdefg"
 NORTHWIND_FABRIKAM_APP_OID = "0b6f1c52-7d1e-4a51-9a43-5d3e8f0a9c11"

@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 
-from conftest import (
+from sandbox.azurite import Azurite
+from sandbox.cloud import CloudSandbox
+from sandbox.scenario import FaultRule
+from shared.links.api import LinksApi
+from shared.links.service import LinkService
+from shared.spine.outcomes import Outcome, OutcomeKind
+from shared.spine.settings import Settings
+from tenants import (
     FABRIKAM,
     FABRIKAM_APP,
     NORTHWIND,
@@ -23,13 +30,6 @@ from conftest import (
     TAILSPIN,
     onboarding_message,
 )
-from sandbox.azurite import Azurite
-from sandbox.cloud import CloudSandbox
-from sandbox.scenario import FaultRule
-from shared.links.api import LinksApi
-from shared.links.service import LinkService
-from shared.spine.outcomes import Outcome, OutcomeKind
-from shared.spine.settings import Settings
 
 FABRIKAM_SECRET = onboarding_message(
     FABRIKAM, FABRIKAM_APP, identity_type="secret", secret_name="fabrikam-pal-secret"

@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from conftest import (
+from sandbox.cloud import CloudSandbox
+from sandbox.scenario import FaultRule
+from shared.links.ledger import UNKNOWN_TENANT, Ledger
+from shared.links.service import LinkService
+from shared.spine.outcomes import Outcome, OutcomeKind
+from shared.spine.settings import OnOtherPartner, Settings
+from tenants import (
     FABRIKAM,
     FABRIKAM_APP,
     FEDERATED_APP,
@@ -24,12 +30,6 @@ from conftest import (
     bound_to,
     onboarding_message,
 )
-from sandbox.cloud import CloudSandbox
-from sandbox.scenario import FaultRule
-from shared.links.ledger import UNKNOWN_TENANT, Ledger
-from shared.links.service import LinkService
-from shared.spine.outcomes import Outcome, OutcomeKind
-from shared.spine.settings import OnOtherPartner, Settings
 
 NORTHWIND_OID = "d87199a7-f53b-4dd6-813d-019f7547bffb"
 FABRIKAM_OID = "fad08631-a20d-46eb-9c68-9bb2395042d8"

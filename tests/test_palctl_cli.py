@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FEDERATED_APP, NORTHWIND, TAILSPIN
 from palctl.commands import COMMANDS
 from palctl.output import Report, columns, render
+from tenants import FEDERATED_APP, NORTHWIND, TAILSPIN
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "palctl.md"

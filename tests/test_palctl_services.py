@@ -18,7 +18,7 @@ from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 from test_palctl_cli import FIELDS, in_a_terminal, palctl, plain, write_csv
 
-from conftest import FEDERATED_APP, NORTHWIND, TAILSPIN, WOODGROVE, onboarding_message
+from tenants import FEDERATED_APP, NORTHWIND, TAILSPIN, WOODGROVE, onboarding_message
 
 if TYPE_CHECKING:
     from sandbox.functions_host import LocalFunctionsHost

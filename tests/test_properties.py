@@ -37,18 +37,6 @@ from hypothesis import HealthCheck, currently_in_test_context, event, example, g
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from conftest import (
-    FABRIKAM,
-    FABRIKAM_APP,
-    FEDERATED_APP,
-    LITWARE,
-    LITWARE_APP,
-    NORTHWIND,
-    PARTNER_ID,
-    TAILSPIN,
-    WOODGROVE,
-    onboarding_message,
-)
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.scenario import FaultRule
@@ -65,6 +53,18 @@ from shared.links.service import LinkService, Source, reset_service
 from shared.spine.identity import IdentityType
 from shared.spine.outcomes import Outcome, OutcomeKind
 from shared.spine.settings import Settings
+from tenants import (
+    FABRIKAM,
+    FABRIKAM_APP,
+    FEDERATED_APP,
+    LITWARE,
+    LITWARE_APP,
+    NORTHWIND,
+    PARTNER_ID,
+    TAILSPIN,
+    WOODGROVE,
+    onboarding_message,
+)
 
 T = TypeVar("T")
 
@@ -100,6 +100,7 @@ FIXED_TEXT = "\n".join(
     [
         "must be a GUID like " + NIL,
         ", ".join(kind.value for kind in OutcomeKind),
+        ", ".join(reason.value for reason in RejectionReason),  # a rejection's text starts with its reason
         ", ".join(sorted(TOP_FIELDS)),
         "continuationToken, outcome, top",
     ]

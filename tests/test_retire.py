@@ -17,13 +17,13 @@ import pytest
 from test_http_api import KEY, PLANTED, Client
 from test_reverify import verify_events, wait_for_run
 
-from conftest import FEDERATED_APP, NORTHWIND, TAILSPIN
 from palctl.cli import main as palctl
 from sandbox.functions_host import LocalFunctionsHost
 from shared.links.ledger import Ledger
 from shared.links.retirement import InvalidReason
 from shared.links.reverify import run_id_for
 from shared.links.service import reset_service
+from tenants import FEDERATED_APP, NORTHWIND, TAILSPIN
 
 ROUTE = "/links/{customerTenantId}/identities/{clientId}"
 RELINK = "/links/{customerTenantId}/relink"

@@ -14,7 +14,6 @@ import pytest
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 
-from conftest import NORTHWIND, onboarding_message
 from sandbox.azurite import Azurite
 from sandbox.broker import ServiceBusBroker
 from sandbox.cloud import CloudSandbox
@@ -23,6 +22,7 @@ from sandbox.functions_host import LocalFunctionsHost
 from sandbox.local_env import local_settings
 from sandbox.scenario import FaultRule, Scenario
 from shared.links.service import get_service, reset_service
+from tenants import NORTHWIND, onboarding_message
 
 QUEUE = "customer-onboarded"
 FLEET = fleet_tenants(32, series=7)

@@ -15,8 +15,6 @@ from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 from test_end_to_end import send, wait_for_final
 
-from conftest import FABRIKAM, FABRIKAM_APP, FEDERATED_APP, NORTHWIND, OTHER_PARTNER_ID, TAILSPIN, WOODGROVE
-from conftest import onboarding_message as message
 from sandbox.broker import ServiceBusBroker
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
@@ -25,6 +23,8 @@ from shared.links.rows import HistoryEvent, LinkState
 from shared.links.runs import RunRecord
 from shared.links.service import LinkService, get_service, reset_service
 from shared.spine.outcomes import OutcomeKind
+from tenants import FABRIKAM, FABRIKAM_APP, FEDERATED_APP, NORTHWIND, OTHER_PARTNER_ID, TAILSPIN, WOODGROVE
+from tenants import onboarding_message as message
 
 NORTHWIND_OID = "d87199a7-f53b-4dd6-813d-019f7547bffb"
 FABRIKAM_OID = "fad08631-a20d-46eb-9c68-9bb2395042d8"

@@ -8,20 +8,11 @@ from typing import Any
 
 import pytest
 
-from conftest import (
-    FABRIKAM,
-    FABRIKAM_APP,
-    LITWARE,
-    LITWARE_APP,
-    NORTHWIND,
-    bound_to,
-    everything_logged,
-    everything_stored,
-    onboarding_message,
-)
 from sandbox.cloud import CloudSandbox
 from shared.links.service import LinkService
 from shared.spine.outcomes import OutcomeKind
+from tenants import FABRIKAM, FABRIKAM_APP, LITWARE, LITWARE_APP, NORTHWIND, bound_to, onboarding_message
+from traces import everything_logged, everything_stored
 
 PLANTED = "Qz78Q~PLANTED-secret-0123456789abcdefghijklm"
 PLANTED_PASSWORD = "correct-horse-battery-staple-PLANTED"

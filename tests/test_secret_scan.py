@@ -37,7 +37,14 @@ from azure.data.tables.aio import TableClient
 from azure.servicebus import ServiceBusMessage, ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient
 
-from conftest import (
+from sandbox.broker import ServiceBusBroker
+from sandbox.cloud import CloudSandbox
+from sandbox.functions_host import LocalFunctionsHost
+from shared.links.api import LinksApi
+from shared.links.message import MessageRejected, find_credentials, parse_onboarding_message
+from shared.links.service import LinkService, reset_service
+from shared.spine.settings import Settings
+from tenants import (
     FABRIKAM,
     FABRIKAM_APP,
     FEDERATED_APP,
@@ -49,13 +56,6 @@ from conftest import (
     bound_to,
     onboarding_message,
 )
-from sandbox.broker import ServiceBusBroker
-from sandbox.cloud import CloudSandbox
-from sandbox.functions_host import LocalFunctionsHost
-from shared.links.api import LinksApi
-from shared.links.message import MessageRejected, find_credentials, parse_onboarding_message
-from shared.links.service import LinkService, reset_service
-from shared.spine.settings import Settings
 
 # Shaped like what they stand for, so that the product's credential screening has a fair chance, and
 # each unique, so that a hit names the channel it leaked through.

@@ -20,7 +20,6 @@ from azure.servicebus import ServiceBusMessage, ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient
 from test_secret_scan import log_texts, table_texts
 
-from conftest import NORTHWIND, ROOT, onboarding_message
 from palctl.cli import main as palctl
 from sandbox import functions_host
 from sandbox.broker import ServiceBusBroker
@@ -33,6 +32,7 @@ from shared.spine.untrusted import (
     message_id_for_records,
     printable,
 )
+from tenants import NORTHWIND, ROOT, onboarding_message
 
 CLIENT_SECRET = "Mid4Q~PLANTED-message-id-value-0123456789"
 ENCODED_SECRET = CLIENT_SECRET.replace("~", "%7E")
