@@ -11,32 +11,36 @@ import json
 import pytest
 
 from shared.attribution.advisor import Advice, IdentityKind, Verdict, advice_document, advise
-from shared.attribution.rules import (
+from shared.attribution.owner_tables import (
     COMMANDS,
     OWNER_CHANGES,
-    RULES,
-    SERVICE_PRINCIPAL_PREREQUISITES,
-    SERVICE_PRINCIPAL_ROUTES,
     TOOL_COLUMNS,
     TOOL_LABELS,
-    AttributedIdentity,
     CommandKind,
+    commands_for,
+    owner_change,
+    tools_allowing,
+)
+from shared.attribution.routes import (
+    SERVICE_PRINCIPAL_PREREQUISITES,
+    SERVICE_PRINCIPAL_ROUTES,
+    Route,
+    routes_for,
+)
+from shared.attribution.rules import (
+    RULES,
+    AttributedIdentity,
     Evidence,
     OwnerChange,
     Product,
-    Route,
     SeveralPartners,
     Source,
     Support,
     Tool,
-    commands_for,
-    owner_change,
-    routes_for,
     rule_for,
-    rules_document,
-    tools_allowing,
     who_counts,
 )
+from shared.attribution.rules_document import rules_document
 
 # ---------------------------------------------------------------------------------------------
 # The sources, verbatim.

@@ -19,29 +19,29 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shared.attribution.rules import (
-    SERVICE_PRINCIPAL_PREREQUISITES,
+from shared.attribution.owner_tables import (
     TOOL_COLUMNS,
     TOOL_LABELS,
-    AttributedIdentity,
-    AttributionRule,
     Command,
     CommandKind,
+    commands_for,
+    owner_change,
+    tools_allowing,
+)
+from shared.attribution.routes import SERVICE_PRINCIPAL_PREREQUISITES, ServicePrincipalRoute, routes_for
+from shared.attribution.rules import (
+    AttributedIdentity,
+    AttributionRule,
     Evidence,
     JsonValue,
     OwnerChange,
     Product,
-    ServicePrincipalRoute,
     Support,
     Tool,
-    commands_for,
-    owner_change,
-    routes_for,
-    rule_document,
     rule_for,
-    tools_allowing,
     who_counts,
 )
+from shared.attribution.rules_document import rule_document
 
 __all__ = ["Advice", "IdentityKind", "Verdict", "advice_document", "advise"]
 
