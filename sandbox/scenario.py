@@ -1,16 +1,22 @@
-"""The sandbox's world (apps, customer tenants, their service principals, links, faults) read from JSON."""
+"""The sandbox's world (apps, customer tenants, their service principals, links, faults) read from JSON.
+
+A tenant's Power Platform (grants, environments, resources, Power BI) is read by
+`scenario_power_platform.py`; the strict field reader both use is `scenario_fields.py`.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
-FaultTarget = Literal["token", "arm", "keyvault", "any"]
+from .scenario_fields import Fields, unique, whole
+from .scenario_power_platform import PowerPlatform, parse_power_platform
+
+FaultTarget = Literal["token", "arm", "keyvault", "bap", "powerapps", "flow", "dataverse", "powerbi", "any"]
 FaultKind = Literal["latency", "status", "drop", "aadsts", "ignore-write"]
 PutWhenLinked = Literal["conflict", "ok"]
 EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
@@ -18,46 +24,8 @@ _SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")  # what Key Vault accepts as
 _MAX_TAGS = 15  # Key Vault's limit per secret
 
 
-class _Fields:
-    """One JSON object being read, with its path for error messages; unknown keys are refused (typos)."""
-
-    def __init__(self, value: object, path: str, allowed: tuple[str, ...]) -> None:
-        if not isinstance(value, dict):
-            raise ValueError(f"{path or '(top level)'}: expected an object")
-        self.value: dict[str, Any] = value
-        self.path = path
-        unknown = sorted(set(value) - set(allowed))
-        if unknown:
-            raise ValueError(f"{self.at(unknown[0])}: unknown field")
-
-    def at(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def text(self, key: str, default: str | None = None) -> str:
-        value = self.value.get(key, default)
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"{self.at(key)}: expected a non-empty string")
-        return value
-
-    def guid(self, key: str) -> str:
-        value = self.text(key)
-        try:
-            uuid.UUID(value)
-        except ValueError:
-            raise ValueError(f"{self.at(key)}: not a GUID") from None
-        return value.lower()
-
-    def integer(self, key: str, default: int) -> int:
-        value = self.value.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{self.at(key)}: expected a positive integer")
-        return value
-
-    def items(self, key: str) -> list[tuple[str, object]]:
-        value = self.value.get(key, [])
-        if not isinstance(value, list):
-            raise ValueError(f"{self.at(key)}: expected a list")
-        return [(f"{self.at(key)}[{index}]", item) for index, item in enumerate(value)]
+class _Fields(Fields):
+    """A scenario object, plus Key Vault secret lists (the apps')."""
 
     def secrets(self, key: str) -> list[tuple[str, dict[str, str]]]:
         """Key Vault secrets, each a name or {"name": ..., "tags": {...}}: (name, tags) pairs."""
@@ -83,10 +51,6 @@ def parse_tags(value: object, path: str) -> dict[str, str]:
     return dict(value)
 
 
-def _whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 _FAULT_KEYS = ("target", "kind", "latencyMs", "status", "retryAfter", "aadsts", "count", "probability")
 
 
@@ -100,6 +64,7 @@ class FaultRule:
     an idempotent request (GET/PUT/DELETE) once by itself, so use count=2 or None to make the caller
     see it. aadsts: Entra's answer for that code (target "token" only). ignore-write: an ARM PUT or
     PATCH of a link that exists is answered 200 with the link as it was, unchanged (target "arm").
+    Targets bap, powerapps, flow, dataverse and powerbi are the Power Platform stand-ins, one each.
     """
 
     target: FaultTarget
@@ -117,9 +82,9 @@ class FaultRule:
         if self.kind not in get_args(FaultKind):
             raise ValueError(f"kind: expected one of {', '.join(get_args(FaultKind))}")
         self._check_kind_fields()
-        if self.retry_after is not None and not (_whole(self.retry_after) and self.retry_after >= 0):
+        if self.retry_after is not None and not (whole(self.retry_after) and self.retry_after >= 0):
             raise ValueError("retryAfter: expected whole seconds (0 or more)")
-        if self.count is not None and not (_whole(self.count) and self.count >= 1):
+        if self.count is not None and not (whole(self.count) and self.count >= 1):
             raise ValueError("count: expected a positive integer, or null for forever")
         if not (isinstance(self.probability, int | float) and 0 <= self.probability <= 1):
             raise ValueError("probability: expected a number from 0 to 1")
@@ -132,9 +97,9 @@ class FaultRule:
             raise ValueError("latencyMs: expected a number of milliseconds")
         if self.kind == "latency" and self.latency_ms <= 0:
             raise ValueError("latencyMs: expected a positive number of milliseconds")
-        if self.kind == "status" and not (_whole(self.status) and 400 <= cast(int, self.status) <= 599):
+        if self.kind == "status" and not (whole(self.status) and 400 <= cast(int, self.status) <= 599):
             raise ValueError("status: expected an HTTP error status (400-599)")
-        if self.kind == "aadsts" and not (_whole(self.aadsts) and cast(int, self.aadsts) > 0):
+        if self.kind == "aadsts" and not (whole(self.aadsts) and cast(int, self.aadsts) > 0):
             raise ValueError("aadsts: expected an AADSTS error code, such as 700016")
         if self.kind == "aadsts" and self.target != "token":
             raise ValueError("target: an aadsts fault needs target 'token'")
@@ -217,6 +182,7 @@ class Tenant:
     service_principals: tuple[ServicePrincipal, ...] = ()
     links: tuple[Link, ...] = ()
     faults: tuple[FaultRule, ...] = ()
+    power_platform: PowerPlatform | None = None  # None: no Power Platform grants nor resources
 
 
 @dataclass(frozen=True)
@@ -265,8 +231,8 @@ class Scenario:
         if put_when_linked not in get_args(PutWhenLinked):
             raise ValueError("putWhenLinked: expected 'conflict' or 'ok'")
         apps = tuple(_app(path, item) for path, item in top.items("apps"))
-        _unique([(f"apps[{i}].clientId", app.client_id) for i, app in enumerate(apps)], "clientId")
-        _unique(
+        unique([(f"apps[{i}].clientId", app.client_id) for i, app in enumerate(apps)], "clientId")
+        unique(
             [
                 (f"apps[{i}].{kind}", name)
                 for i, app in enumerate(apps)
@@ -276,8 +242,16 @@ class Scenario:
             "Key Vault secret name",
         )
         tenants = tuple(_tenant(path, item, apps, partner_ids) for path, item in top.items("tenants"))
-        _unique(
-            [(f"tenants[{i}].tenantId", tenant.tenant_id) for i, tenant in enumerate(tenants)], "tenantId"
+        unique([(f"tenants[{i}].tenantId", tenant.tenant_id) for i, tenant in enumerate(tenants)], "tenantId")
+        unique(
+            [
+                (f"tenants[{i}].powerPlatform.environments[{j}].id", environment.env_id)
+                for i, tenant in enumerate(tenants)
+                for j, environment in enumerate(
+                    tenant.power_platform.environments if tenant.power_platform else ()
+                )
+            ],
+            "environment id (each has its own Dataverse URL)",
         )
         return cls(
             partner_tenant_id=partner_tenant_id,
@@ -297,14 +271,6 @@ def load_scenario(path: str | Path) -> Scenario:
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
     return Scenario.from_dict(data)
-
-
-def _unique(values: list[tuple[str, str]], what: str) -> None:
-    seen: set[str] = set()
-    for path, value in values:
-        if value.lower() in seen:
-            raise ValueError(f"{path}: duplicate {what} {value}")
-        seen.add(value.lower())
 
 
 def _app(path: str, item: object) -> App:
@@ -331,7 +297,9 @@ def _app(path: str, item: object) -> App:
 
 
 def _tenant(path: str, item: object, apps: tuple[App, ...], partner_ids: Mapping[str, str]) -> Tenant:
-    fields = _Fields(item, path, ("tenantId", "name", "servicePrincipals", "links", "faults"))
+    fields = _Fields(
+        item, path, ("tenantId", "name", "servicePrincipals", "links", "faults", "powerPlatform")
+    )
     client_ids = {app.client_id for app in apps}
     principals = []
     for sp_path, raw in fields.items("servicePrincipals"):
@@ -343,11 +311,11 @@ def _tenant(path: str, item: object, apps: tuple[App, ...], partner_ids: Mapping
         if not isinstance(enabled, bool):
             raise ValueError(f"{sp.at('enabled')}: expected true or false")
         principals.append(ServicePrincipal(client_id, sp.guid("objectId"), enabled))
-    _unique(
+    unique(
         [(f"{path}.servicePrincipals[{i}].clientId", p.client_id) for i, p in enumerate(principals)],
         "clientId",
     )
-    _unique(
+    unique(
         [(f"{path}.servicePrincipals[{i}].objectId", p.object_id) for i, p in enumerate(principals)],
         "objectId",
     )
@@ -362,7 +330,7 @@ def _tenant(path: str, item: object, apps: tuple[App, ...], partner_ids: Mapping
         if partner_id not in partner_ids:
             raise ValueError(f"{link.at('partnerId')}: not in knownPartnerIds")
         links.append(Link(object_id, partner_id))
-    _unique(
+    unique(
         [(f"{path}.links[{i}].objectId", link.object_id) for i, link in enumerate(links)],
         "objectId (one link each)",
     )
@@ -372,4 +340,9 @@ def _tenant(path: str, item: object, apps: tuple[App, ...], partner_ids: Mapping
         service_principals=tuple(principals),
         links=tuple(links),
         faults=tuple(FaultRule.from_dict(raw, fault_path) for fault_path, raw in fields.items("faults")),
+        power_platform=parse_power_platform(
+            fields.value.get("powerPlatform"),
+            fields.at("powerPlatform"),
+            {p.object_id: p.client_id for p in principals},
+        ),
     )

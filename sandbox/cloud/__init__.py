@@ -4,6 +4,7 @@ One server, one port, one in-memory world. The rooms: `state` (tenants, principa
 counters, the lock), `faults` (injected per tenant and target), `tokens` (the signing key),
 `oauth` (Entra's errors), one module per stand-in service (`entra`, `managed_identity`,
 `key_vault`, `arm`, `admin`), `server` (HTTPS and the router) and `protocol` (what they exchange).
+`power_platform` holds the Power Platform stand-ins (BAP, Power Apps, Flow, Dataverse, Power BI).
 `CloudSandbox` here owns them all and is what tests and programs use. A new stand-in is a module with a
 class that has `audiences(base_url)` and `handle(request)`, and one `self._router.add(...)` line below.
 """
@@ -30,6 +31,16 @@ from .faults import Faults
 from .key_vault import KeyVault
 from .managed_identity import ManagedIdentity
 from .oauth import AADSTS
+from .power_platform import (
+    DATAVERSE_PREFIX,
+    BusinessAppPlatform,
+    Dataverse,
+    Flow,
+    PowerApps,
+    PowerBi,
+    PowerPlatformWorld,
+    instance_url,
+)
 from .server import Router, Server
 from .state import CloudState
 from .tokens import TokenIssuer
@@ -66,7 +77,15 @@ class CloudSandbox:
         self._router.add(ManagementPartner(self._state, self._tokens, self._faults), prefix="providers")
         self._router.add(KeyVault(self._state, self._tokens, self._faults), prefix="secrets")
         self._router.add(self._identity, prefix="msi")
-        self._router.add(Admin(self._state, self._faults), prefix="_sandbox")
+        self._power_platform = PowerPlatformWorld(self._state)
+        services = (self._state, self._tokens, self._faults, self._power_platform)
+        self._dataverse, self._power_bi = Dataverse(*services), PowerBi(*services)
+        self._router.add(BusinessAppPlatform(*services), prefix="providers/Microsoft.BusinessAppPlatform")
+        self._router.add(PowerApps(*services), prefix="providers/Microsoft.PowerApps")
+        self._router.add(Flow(*services), prefix="providers/Microsoft.ProcessSimple")
+        self._router.add(self._dataverse, prefix=DATAVERSE_PREFIX)
+        self._router.add(self._power_bi, prefix="v1.0/myorg")
+        self._router.add(Admin(self._state, self._faults, self._power_platform), prefix="_sandbox")
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._ca_path: Path | None = None
@@ -143,6 +162,15 @@ class CloudSandbox:
         return self._identity.header
 
     @property
+    def power_platform_url(self) -> str:
+        """The base URL of the BAP, Power Apps, Flow and Power BI stand-ins (their real paths below it)."""
+        return self.base_url
+
+    def dataverse_url(self, env_id: str) -> str:
+        """An environment's Dataverse instance URL (with its slash), as BAP's instanceUrl gives it."""
+        return instance_url(self.base_url, env_id)
+
+    @property
     def scenario(self) -> Scenario:
         return self._scenario
 
@@ -210,6 +238,32 @@ class CloudSandbox:
     ) -> None:
         """What an admin consent creates: the app's service principal in a customer tenant."""
         self._state.add_service_principal(tenant_id, client_id, object_id, enabled=enabled)
+
+    # ---- Power Platform (thread-safe) -------------------------------------------------------------
+
+    def install_power_platform(self, tenant_id: str, section: object) -> None:
+        """Replace the tenant's Power Platform with a scenario `powerPlatform` section (JSON form)."""
+        self._power_platform.install_section(tenant_id, section)
+
+    def set_power_platform_grants(
+        self, tenant_id: str, client_id: str, *, registered: bool | None = None, power_bi: bool | None = None
+    ) -> None:
+        """Grant (True) or withdraw (False) the app's registration with Power Platform and its Power BI
+        service-principal access in the tenant; None leaves a grant as it is."""
+        self._power_platform.set_grants(tenant_id, client_id, registered=registered, power_bi=power_bi)
+
+    def set_application_user(self, env_id: str, client_id: str, present: bool = True) -> None:
+        """Add or remove the app's Dataverse application user in an environment."""
+        self._power_platform.set_application_user(env_id, client_id, present)
+
+    def power_platform_grants(self, tenant_id: str) -> dict[str, Any]:
+        """The tenant's registered apps, Power BI apps and application users per environment."""
+        return self._power_platform.snapshot(tenant_id)
+
+    def reset_power_platform_limits(self) -> None:
+        """Forget the requests Dataverse and Power BI have counted against their limits."""
+        self._dataverse.limits.reset()
+        self._power_bi.limits.reset()
 
     def issue_token(
         self,

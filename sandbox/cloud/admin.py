@@ -1,6 +1,7 @@
 """The sandbox's admin API under /_sandbox/, for another process (the benchmark, a sandbox started with
 `python -m sandbox.cloud`): stats, links, faults, settings, secrets, tenants and service principals,
-the same operations CloudSandbox offers in-process. Secret values go in, never out."""
+a tenant's Power Platform, its grants and Dataverse application users, the same operations
+CloudSandbox offers in-process. Secret values go in, never out."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable, Iterable
 
 from ..scenario import FaultRule, parse_tags
 from .faults import Faults
+from .power_platform import PowerPlatformWorld
 from .protocol import Reply, Request, json_reply
 from .state import CloudState
 
@@ -25,9 +27,10 @@ def _ok() -> Reply:
 
 
 class Admin:
-    def __init__(self, state: CloudState, faults: Faults) -> None:
-        self._state, self._faults = state, faults
+    def __init__(self, state: CloudState, faults: Faults, power_platform: PowerPlatformWorld) -> None:
+        self._state, self._faults, self._power_platform = state, faults, power_platform
         principal = ("tenants", "*", "service-principals", "*")
+        platform = ("tenants", "*", "power-platform")
         self._routes: list[tuple[str, tuple[str, ...], _Action]] = [
             ("GET", ("stats",), lambda route, request: json_reply(200, state.stats_copy())),
             ("POST", ("reset-stats",), self._reset_stats),
@@ -43,6 +46,11 @@ class Admin:
             ("PUT", principal, self._add_service_principal),
             ("PATCH", principal, self._enable_service_principal),
             ("DELETE", principal, self._remove_service_principal),
+            ("GET", platform, lambda route, request: json_reply(200, power_platform.snapshot(route[1]))),
+            ("PUT", platform, self._install_power_platform),
+            ("PATCH", (*platform, "grants", "*"), self._set_grants),
+            ("PUT", ("environments", "*", "application-users", "*"), self._application_user),
+            ("DELETE", ("environments", "*", "application-users", "*"), self._application_user),
         ]
 
     def audiences(self, base_url: str) -> Iterable[str]:
@@ -111,4 +119,20 @@ class Admin:
 
     def _remove_service_principal(self, route: list[str], request: Request) -> Reply:
         self._state.remove_service_principal(route[1], route[3])
+        return _ok()
+
+    def _install_power_platform(self, route: list[str], request: Request) -> Reply:
+        self._power_platform.install_section(route[1], request.json())
+        return _ok()
+
+    def _set_grants(self, route: list[str], request: Request) -> Reply:
+        body = request.json()
+        registered, power_bi = body.get("registered"), body.get("powerBi")
+        if not all(value is None or isinstance(value, bool) for value in (registered, power_bi)):
+            raise ValueError("registered and powerBi: expected true, false or null")
+        self._power_platform.set_grants(route[1], route[4], registered=registered, power_bi=power_bi)
+        return _ok()
+
+    def _application_user(self, route: list[str], request: Request) -> Reply:
+        self._power_platform.set_application_user(route[1], route[3], request.method == "PUT")
         return _ok()

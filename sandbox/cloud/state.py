@@ -93,6 +93,11 @@ def empty_stats() -> dict[str, Any]:
         "tokenRequests": {},
         "openidConfigurationRequests": {},
         "armCalls": {},
+        "bapCalls": {},  # the Power Platform stand-ins', like armCalls: tenant -> method -> count
+        "powerAppsCalls": {},
+        "flowCalls": {},
+        "dataverseCalls": {},
+        "powerBiCalls": {},
         "managedIdentityRequests": 0,
         "keyVaultRequests": 0,
         "faultsApplied": {},
