@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench soak clean
+.PHONY: setup run test lint bench bench-audit soak clean
 
 setup: $(STAMP) node_modules/.package-lock.json
 
@@ -29,6 +29,10 @@ test: setup lint
 ## bench: re-verify 10,000 links with 50 ms latency and print the figures (not part of the tests)
 bench: setup
 	$(PY) -m bench.reverify_bench $(ARGS)
+
+## bench-audit: the attribution audit of one large tenant (20 environments, 2,000 apps and flows) at 50 ms
+bench-audit: setup
+	$(PY) -m bench.audit_bench $(ARGS)
 
 ## soak: 5,000 onboarding messages under faults, a Table Storage outage and a host restart; prints figures
 soak: setup

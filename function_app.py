@@ -2,6 +2,7 @@
 
 import azure.functions as func
 
+from functions.attribution import bp as attribution
 from functions.dead_letters import bp as dead_letters
 from functions.http_api import bp as http_api
 from functions.onboarding import bp as onboarding
@@ -14,3 +15,4 @@ app.register_functions(onboarding)
 app.register_functions(reverify)
 app.register_functions(http_api)
 app.register_functions(dead_letters)
+app.register_functions(attribution)

@@ -303,7 +303,7 @@ def main() -> int:
                 sandbox.admin("POST", "faults", {"tenantId": "*", "rule": rule})
 
             class Cloud:
-                authority = arm_url = key_vault_url = sandbox.ready["url"]
+                authority = arm_url = key_vault_url = power_platform_url = sandbox.ready["url"]
                 ca_path = sandbox.ready["caPath"]
                 identity_endpoint = sandbox.ready["identityEndpoint"]
                 identity_header = sandbox.ready["identityHeader"]

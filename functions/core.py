@@ -14,6 +14,8 @@ import azure.functions as func
 from shared.spine.envelope import Source
 
 if TYPE_CHECKING:
+    from shared.attribution.api import AttributionApi
+    from shared.attribution.audit import AttributionAudit
     from shared.links.api import LinksApi
     from shared.links.service import LinkService
 
@@ -31,15 +33,47 @@ async def links_api() -> LinksApi:
 
 
 async def handle_queue_message(message: func.ServiceBusMessage, source: Source) -> None:
-    """One queue message through the service. Every outcome is recorded and the message completes;
+    """One queue message through the service (an offboarding through its flow, on the same spine).
+    Every outcome is recorded and the message completes;
     a failure worth retrying has already been scheduled as a new message with backoff. Only when
     that cannot be done does this raise, so that Service Bus delivers the message again."""
     link_service = await service()
-    outcome = await link_service.handle(
-        message.get_body(),
-        message_id=message.message_id or "",
-        delivery_count=message.delivery_count or 1,
-        properties=message.application_properties or {},
-        source=source,
-    )
+    body, properties = message.get_body(), message.application_properties or {}
+    message_id, delivery_count = message.message_id or "", message.delivery_count or 1
+    if source is Source.OFFBOARDING:
+        from shared.links.offboarding import Offboarding
+
+        outcome = await Offboarding(link_service).handle(
+            body, message_id=message_id, delivery_count=delivery_count, properties=properties
+        )
+    else:
+        outcome = await link_service.handle(
+            body, message_id=message_id, delivery_count=delivery_count, properties=properties, source=source
+        )
     link_service.raise_for_redelivery(outcome)
+
+
+async def attribution_audit() -> AttributionAudit:
+    """The attribution audit, built on the link service's ledger table, credentials and sender."""
+    from shared.attribution.audit import AttributionAudit
+    from shared.attribution.store import AttributionLedger
+
+    link_service = await service()
+    assert link_service.credentials is not None
+    return AttributionAudit(
+        link_service.ledger,
+        AttributionLedger(link_service.ledger.table),
+        link_service.credentials,
+        link_service.sender,
+        link_service.settings,
+        link_service.transport,
+    )
+
+
+async def attribution_api() -> AttributionApi:
+    from shared.attribution.api import AttributionApi
+    from shared.attribution.store import AttributionLedger
+
+    link_service = await service()
+    ledger = AttributionLedger(link_service.ledger.table)
+    return AttributionApi(link_service.ledger, ledger, link_service.sender, link_service.settings)

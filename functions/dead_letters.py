@@ -8,7 +8,7 @@ import logging
 
 import azure.functions as func
 
-from shared.spine.envelope import KIND_PROPERTY, RUN_SUMMARY, Source
+from shared.spine.envelope import KIND_PROPERTY, RUN_SUMMARY, Source, onboarding_queue_source
 
 from .core import service
 
@@ -45,8 +45,9 @@ async def _record(message: func.ServiceBusMessage, source: Source) -> None:
     connection="ServiceBusConnection",
 )
 async def record_dead_lettered_onboarding(message: func.ServiceBusMessage) -> None:
-    """A `customer-onboarded` message that Service Bus gave up on: recorded as `failed`."""
-    await _record(message, Source.ONBOARDING)
+    """A `customer-onboarded` (or `customer-offboarded`) message that Service Bus gave up on:
+    recorded as `failed`."""
+    await _record(message, onboarding_queue_source(message.application_properties or {}))
 
 
 @bp.function_name("record_dead_lettered_verify")

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.spine.problem import ApiResponse, method_not_allowed
+from shared.spine.problem import method_not_allowed
 
+from .answers import ALL_METHODS as _ALL_METHODS
+from .answers import reply as _reply
 from .core import links_api
 
 bp = func.Blueprint()
-# Every method is routed here so that a wrong one gets 405 with Allow, not the host's 404.
-_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-
-
-def _reply(response: ApiResponse) -> func.HttpResponse:
-    return func.HttpResponse(
-        body=response.encoded(),
-        status_code=response.status,
-        headers=response.headers,
-        mimetype=response.content_type,
-        charset="utf-8",
-    )
 
 
 @bp.function_name("relink_customer")
@@ -31,6 +21,16 @@ async def relink_customer(req: func.HttpRequest) -> func.HttpResponse:
         return _reply(method_not_allowed(req.method, ["POST"]))
     api = await links_api()
     return _reply(await api.relink(req.route_params["customerTenantId"], req.get_body()))
+
+
+@bp.function_name("offboard_customer")
+@bp.route(route="links/{customerTenantId}/offboard", methods=_ALL_METHODS, auth_level=func.AuthLevel.FUNCTION)
+async def offboard_customer(req: func.HttpRequest) -> func.HttpResponse:
+    """POST /api/links/{customerTenantId}/offboard: remove the link now and stop checking it."""
+    if req.method != "POST":
+        return _reply(method_not_allowed(req.method, ["POST"]))
+    api = await links_api()
+    return _reply(await api.offboard(req.route_params["customerTenantId"], req.get_body()))
 
 
 @bp.function_name("list_links")

@@ -48,6 +48,9 @@ param onOtherPartner string = 'update'
 @description('NCRONTAB schedule (with seconds, UTC) of the nightly re-verification of every link.')
 param reverifySchedule string = '0 0 2 * * *'
 
+@description('NCRONTAB schedule (UTC, with seconds) of the attribution audit: weekly by default.')
+param auditSchedule string = '0 0 3 * * 0'
+
 @description('Client ID of an existing multi-tenant app registration to reuse (customers who consented to it need not consent again). Empty: this template creates the app. The post-provision script adds the federated credential to an existing app.')
 param partnerAppClientId string = ''
 
@@ -78,6 +81,7 @@ var tags = {
 // tests/test_config_contract.py checks them against shared/spine/settings.py.
 var onboardingQueueName = 'customer-onboarded'
 var verifyQueueName = 'link-verify'
+var auditQueueName = 'attribution-audit'
 var ledgerTableName = 'PalLinks'
 
 // The audience Entra ID accepts in a managed-identity token used as a federated assertion, one per
@@ -143,6 +147,7 @@ module serviceBus 'app/servicebus.bicep' = {
     tags: tags
     onboardingQueueName: onboardingQueueName
     verifyQueueName: verifyQueueName
+    auditQueueName: auditQueueName
   }
 }
 
@@ -176,7 +181,9 @@ module functionApp 'app/function.bicep' = {
     onOtherPartner: onOtherPartner
     onboardingQueueName: onboardingQueueName
     verifyQueueName: verifyQueueName
+    auditQueueName: auditQueueName
     reverifySchedule: reverifySchedule
+    auditSchedule: auditSchedule
     serviceBusHostName: serviceBus.outputs.hostName
     ledgerTableServiceUri: storage.outputs.tableServiceUri
     ledgerTableName: ledgerTableName
@@ -244,4 +251,5 @@ output LedgerStorage__tableServiceUri string = storage.outputs.tableServiceUri
 output LEDGER_TABLE string = ledgerTableName
 output ONBOARDING_QUEUE string = onboardingQueueName
 output VERIFY_QUEUE string = verifyQueueName
+output AUDIT_QUEUE string = auditQueueName
 output KEY_VAULT_URL string = keyVault.outputs.url

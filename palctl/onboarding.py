@@ -89,19 +89,6 @@ class CsvRow:
     """The line of an earlier row that makes the same message (sent once)."""
 
 
-def _check_header(names: list[str]) -> None:
-    columns = ", ".join(CSV_COLUMNS)
-    missing = set(REQUIRED_COLUMNS) - set(names)
-    if missing:
-        raise UsageError(f"CSV header: missing column(s) {', '.join(sorted(missing))}; columns: {columns}")
-    unknown = set(names) - set(CSV_COLUMNS)
-    if unknown:
-        from shared.spine.untrusted import shown
-
-        named = ", ".join(shown(name, 40) for name in sorted(unknown))
-        raise UsageError(f"CSV header: unknown column(s) {named}; columns: {columns}")
-
-
 def _row(line: int, row: dict[str | None, Any], seen: dict[str, int]) -> CsvRow:
     fields = {key: (value or "").strip() or None for key, value in row.items() if key is not None}
     tenant, client_id = fields.get("customerTenantId"), fields.get("clientId")
@@ -118,17 +105,7 @@ def _row(line: int, row: dict[str | None, Any], seen: dict[str, int]) -> CsvRow:
 def read_csv(stream: TextIO) -> list[CsvRow]:
     """Every row of a CSV file, validated: a bad header is a UsageError, a bad row is a row with an
     error, and a row that repeats an earlier one's message says which."""
-    import csv
+    from palctl.csvfile import read_rows
 
-    reader = csv.DictReader(stream)
-    try:
-        _check_header(list(reader.fieldnames or []))
-        rows: list[CsvRow] = []
-        seen: dict[str, int] = {}
-        for row in reader:
-            rows.append(_row(reader.line_num, row, seen))
-    except csv.Error as error:
-        raise UsageError(f"CSV line {reader.line_num}: {error}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"CSV after line {reader.line_num}: not UTF-8 text") from None
-    return rows
+    seen: dict[str, int] = {}
+    return read_rows(stream, CSV_COLUMNS, REQUIRED_COLUMNS, lambda line, row: _row(line, row, seen))

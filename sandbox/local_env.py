@@ -18,6 +18,8 @@ class _Cloud(Protocol):
     def identity_endpoint(self) -> str: ...
     @property
     def identity_header(self) -> str: ...
+    @property
+    def power_platform_url(self) -> str: ...
 
 
 def local_settings(
@@ -39,6 +41,8 @@ def local_settings(
         "ONBOARDING_QUEUE": "customer-onboarded",
         "VERIFY_QUEUE": "link-verify",
         "REVERIFY_SCHEDULE": "0 0 2 * * *",
+        "AUDIT_QUEUE": "attribution-audit",
+        "AUDIT_SCHEDULE": "0 0 3 * * 0",
         "LedgerStorage": ledger_connection_string,
         "LEDGER_TABLE": ledger_table,
         "AZURE_AUTHORITY_HOST": cloud.authority,
@@ -53,6 +57,10 @@ def local_settings(
         # Key Vault's challenge names a resource that must be a parent domain of the vault's host;
         # on 127.0.0.1 no domain can be.
         "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": "false",
+        "BAP_ENDPOINT": cloud.power_platform_url,
+        "POWERAPPS_ENDPOINT": cloud.power_platform_url,
+        "FLOW_ENDPOINT": cloud.power_platform_url,
+        "POWERBI_ENDPOINT": cloud.power_platform_url,
         "AZURE_CLIENT_ID": managed_identity_client_id,
         "PAL_CA_BUNDLE": str(cloud.ca_path),
         "IDENTITY_ENDPOINT": cloud.identity_endpoint,

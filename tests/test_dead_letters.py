@@ -17,7 +17,7 @@ from shared.links.dead_letters import DeadLetter, broker_reason, dead_letter_att
 from shared.links.ledger import UNKNOWN_TENANT
 from shared.links.service import get_service, reset_service
 from shared.spine.outcomes import OutcomeKind
-from tenants import NORTHWIND, TAILSPIN, onboarding_message
+from tenants import FEDERATED_APP, NORTHWIND, TAILSPIN, onboarding_message
 
 QUEUE = "customer-onboarded"
 PLANTED = "Zq78Q~PLANTEDdeadLetterSecret0123456789abcd"
@@ -153,3 +153,15 @@ def test_a_dead_letter_is_filed_under_its_tenant_when_the_body_parses() -> None:
         max_bytes=65536,
     )
     assert (attempt.customer_tenant_id, attempt.client_id) == (NORTHWIND, None)
+
+
+def test_a_dead_lettered_offboarding_is_filed_under_its_tenant_and_says_offboard_again() -> None:
+    body = json.dumps({"schemaVersion": 1, "customerTenantId": NORTHWIND, "clientId": FEDERATED_APP}).encode()
+    attempt, outcome = dead_letter_attempt(
+        letter(body), source="offboarding", default_partner_id="1234567", max_bytes=65536
+    )
+    # Under its tenant, with no identity: the offboarded state is left as the last attempt left it.
+    assert (attempt.customer_tenant_id, attempt.client_id, attempt.source) == (NORTHWIND, None, "offboarding")
+    assert (outcome.kind, outcome.code) == (OutcomeKind.FAILED, "dead-lettered")
+    assert outcome.remediation is not None and "Offboard the customer again" in outcome.remediation
+    assert "Relink" not in outcome.remediation

@@ -55,6 +55,16 @@ def test_bindings_are_indexed_as_the_host_expects() -> None:
     }
     assert indexed["onboard_customer"] == [{**service_bus, "queueName": "%ONBOARDING_QUEUE%"}]
     assert indexed["verify_link"] == [{**service_bus, "queueName": "%VERIFY_QUEUE%"}]
+    assert indexed["audit_customer"] == [{**service_bus, "queueName": "%AUDIT_QUEUE%"}]
+    assert indexed["audit_attribution"] == [
+        {
+            "direction": "IN",
+            "type": "timerTrigger",
+            "name": "timer",
+            "schedule": "%AUDIT_SCHEDULE%",
+            "runOnStartup": False,
+        }
+    ]
     assert indexed["reverify_links"] == [
         {
             "direction": "IN",
@@ -72,9 +82,14 @@ def test_bindings_are_indexed_as_the_host_expects() -> None:
     out = {"direction": "OUT", "type": "http", "name": "$return"}
     assert routes == {
         "relink_customer": ("links/{customerTenantId}/relink", "FUNCTION", out),
+        "offboard_customer": ("links/{customerTenantId}/offboard", "FUNCTION", out),
         "list_links": ("links", "FUNCTION", out),
         "get_link": ("links/{customerTenantId}", "FUNCTION", out),
         "retire_identity": ("links/{customerTenantId}/identities/{clientId}", "FUNCTION", out),
+        "attribution_rules": ("attribution/rules", "FUNCTION", out),
+        "attribution_below": ("attribution", "FUNCTION", out),
+        "attribution_of_customer": ("attribution/{customerTenantId}", "FUNCTION", out),
+        "audit_now": ("attribution/{customerTenantId}/audit", "FUNCTION", out),
     }
 
 

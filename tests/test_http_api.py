@@ -248,3 +248,136 @@ async def test_relink_body_accepts_a_utf8_bom_and_refuses_utf16_and_utf32(api: C
         raw=b"\xef\xbb\xbf" + text.encode(),
     )
     assert (status, result["outcome"]) == (200, "linked")
+
+
+# --- offboarding --------------------------------------------------------------------------------------
+
+OFFBOARD = "/links/{customerTenantId}/offboard"
+RELINK = "/links/{customerTenantId}/relink"
+
+
+async def test_offboard_unlinks_now_and_a_bodyless_relink_refuses_the_offboarded_customer(
+    api: Client, cloud: CloudSandbox
+) -> None:
+    federated = {"identity": {"type": "federated", "clientId": FEDERATED_APP}}
+    status, _, _ = await api.call("POST", RELINK, customerTenantId=NORTHWIND, body=federated)
+    assert status == 200
+
+    status, result, _ = await api.call(
+        "POST", OFFBOARD, customerTenantId=NORTHWIND.upper(), body={"correlationId": "TICKET-4711"}
+    )
+    assert status == 200
+    assert (result["outcome"], result["clientId"], result["previousPartnerId"]) == (
+        "unlinked",
+        FEDERATED_APP,
+        PARTNER_ID,
+    )
+    assert [link["state"] for link in cloud.links() if link["tenantId"] == NORTHWIND] == ["Deleted"]
+
+    status, state, _ = await api.call("GET", "/links/{customerTenantId}", customerTenantId=NORTHWIND)
+    (link,) = state["links"]
+    assert (link["outcome"], "linkedPartnerId" in link, "offboardedAt" in link) == ("unlinked", False, True)
+    assert [(e["source"], e["outcome"], e.get("correlationId")) for e in state["history"]][0] == (
+        "offboarding",
+        "unlinked",
+        "TICKET-4711",
+    )
+    status, listed, _ = await api.call("GET", "/links?outcome=unlinked")
+    assert [item["customerTenantId"] for item in listed["items"]] == [NORTHWIND]
+
+    status, refused, _ = await api.call("POST", RELINK, customerTenantId=NORTHWIND)
+    assert (status, refused["title"]) == (409, "Customer offboarded")
+    assert refused["type"].endswith("/offboarded")
+    # With the identity in the body an operator starts the next chapter deliberately.
+    status, again, _ = await api.call("POST", RELINK, customerTenantId=NORTHWIND, body=federated)
+    assert (status, again["outcome"]) == (200, "linked")
+    status, state, _ = await api.call("GET", "/links/{customerTenantId}", customerTenantId=NORTHWIND)
+    assert "offboardedAt" not in state["links"][0]
+
+
+async def test_offboard_answers_in_the_documented_shapes(api: Client, cloud: CloudSandbox) -> None:
+    status, problem, _ = await api.call("POST", OFFBOARD, customerTenantId=TAILSPIN)
+    assert (status, problem["title"]) == (404, "Unknown customer tenant")
+
+    federated = {"identity": {"type": "federated", "clientId": FEDERATED_APP}}
+    secret = {
+        "identity": {"type": "secret", "clientId": FABRIKAM_APP, "keyVaultSecretName": "fabrikam-pal-secret"}
+    }
+    await api.call("POST", RELINK, customerTenantId=FABRIKAM, body=secret)
+    await api.call("POST", RELINK, customerTenantId=FABRIKAM, body=federated)  # never consented there
+    status, problem, _ = await api.call("POST", OFFBOARD, customerTenantId=FABRIKAM)
+    assert (status, problem["title"]) == (400, "Identity required")
+    assert FABRIKAM_APP in problem["detail"] and FEDERATED_APP in problem["detail"]
+    unknown = "0a1b2c3d-0000-4000-8000-000000000001"
+    status, problem, _ = await api.call(
+        "POST", OFFBOARD, customerTenantId=FABRIKAM, body={"clientId": unknown}
+    )
+    assert (status, problem["title"]) == (404, "Unknown identity")
+
+    cloud.add_fault(FABRIKAM, FaultRule(target="arm", kind="status", status=503))
+    body = {"clientId": FABRIKAM_APP}
+    status, busy, headers = await api.call("POST", OFFBOARD, customerTenantId=FABRIKAM, body=body)
+    assert (status, busy["outcome"], busy["clientId"]) == (503, "transient", FABRIKAM_APP)
+    assert int(headers["Retry-After"]) >= 1
+    cloud.clear_faults(FABRIKAM)
+    status, done, _ = await api.call("POST", OFFBOARD, customerTenantId=FABRIKAM, body=body)
+    assert (status, done["outcome"], done["previousPartnerId"]) == (200, "unlinked", PARTNER_ID)
+    # The identity that never had a service principal there cannot sign in: it has no link to remove.
+    body = {"clientId": FEDERATED_APP}
+    status, gone, _ = await api.call("POST", OFFBOARD, customerTenantId=FABRIKAM, body=body)
+    assert (status, gone["outcome"], gone["code"]) == (200, "unlinked", "AADSTS700016")
+
+
+@pytest.mark.parametrize(
+    ("tenant", "body", "status", "detail"),
+    [
+        ("not-a-guid", None, 400, "customerTenantId: must be a GUID"),
+        (NORTHWIND, {"clientId": "x"}, 400, "clientId: must be a GUID"),
+        (NORTHWIND, {"clientId": None}, 400, "clientId: must be a GUID, or left out"),
+        (NORTHWIND, {"correlationId": "a\nb"}, 400, "correlationId: must not contain control"),
+        (NORTHWIND, {"identity": {"type": "federated", "clientId": FEDERATED_APP}}, 400, "identity: unknown"),
+        (NORTHWIND, {"clientSecret": PLANTED}, 400, "clientSecret: looks like a credential"),
+        (NORTHWIND, [1], 400, "must be a JSON object"),
+        (NORTHWIND, None, 404, "no link is recorded for this tenant"),
+    ],
+)
+async def test_bad_offboard_requests_get_precise_problems(
+    api: Client, tenant: str, body: Any, status: int, detail: str
+) -> None:
+    got, problem, headers = await api.call("POST", OFFBOARD, customerTenantId=tenant, body=body)
+    assert got == status and detail in problem["detail"]
+    assert headers["Content-Type"].startswith("application/problem+json")
+    assert PLANTED not in json.dumps(problem)
+
+
+async def test_offboard_methods_sizes_and_keys(api: Client) -> None:
+    status, _, headers = await api.call("GET", OFFBOARD, customerTenantId=NORTHWIND)
+    assert (status, headers["Allow"]) == (405, "POST")
+    status, _, _ = await api.call(
+        "POST", OFFBOARD, customerTenantId=NORTHWIND, raw=b"{" + b" " * 20000 + b"}"
+    )
+    assert status == 413
+    status, problem, _ = await api.call(
+        "POST",
+        OFFBOARD,
+        customerTenantId=NORTHWIND,
+        raw=json.dumps({"clientId": FEDERATED_APP}).encode("utf-16"),
+    )
+    assert (status, problem["detail"]) == (400, "body: UTF-16/UTF-32 is not accepted; send UTF-8")
+    for key in (None, "wrong-key"):
+        status, _, _ = await api.call("POST", OFFBOARD, customerTenantId=NORTHWIND, key=key)
+        assert status == 401
+
+
+def test_the_documents_enumerations_are_the_products_vocabulary() -> None:
+    from shared.links.retirement import RETIRE_SOURCE
+    from shared.spine.envelope import Source
+    from shared.spine.outcomes import OutcomeKind
+
+    outcomes = [kind.value for kind in OutcomeKind]
+    assert OPENAPI["components"]["schemas"]["Outcome"]["enum"] == outcomes
+    (outcome_filter,) = [p for p in OPENAPI["paths"]["/links"]["get"]["parameters"] if p["name"] == "outcome"]
+    assert outcome_filter["schema"]["enum"] == outcomes
+    sources = OPENAPI["components"]["schemas"]["HistoryEvent"]["properties"]["source"]["enum"]
+    links_sources = {Source.ONBOARDING, Source.VERIFY, Source.RELINK, Source.OFFBOARDING, RETIRE_SOURCE}
+    assert set(sources) == {str(source) for source in links_sources}

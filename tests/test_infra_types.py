@@ -198,7 +198,7 @@ PLANTS = [
         "app/function.bicep",
         "'Microsoft.Web/sites@2024-04-01'",
         "'Microsoft.Web/sites@2024-04-02'",
-        "infra/app/function.bicep:72: Microsoft.Web/sites@2024-04-02: unknown resource type or API version "
+        "Microsoft.Web/sites@2024-04-02: unknown resource type or API version "
         "(not in schema.json); the schema knows Microsoft.Web/sites at 2024-04-01",
         id="unknown-api-version",
     ),

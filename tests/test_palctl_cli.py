@@ -42,6 +42,7 @@ LEAF_COMMANDS = [
     ["enqueue"],
     ["consent-url"],
     ["retire"],
+    ["offboard"],
     ["dlq", "list"],
     ["dlq", "replay"],
     ["config", "set"],
@@ -61,6 +62,10 @@ FIELDS = {
     ),
     "dlq replay": ({"queue", "replayed", "notFound", "messages"}, ["messageId", "newMessageId", "status"]),
     "retire": (set(), ["status", "retired", "customerTenantId", "clientId", "outcome", "title", "detail"]),
+    "offboard": (
+        {"dryRun", "total", "valid", "invalid", "duplicates", "offboarded", "rows"},
+        ["row", "customerTenantId", "clientId", "status", "httpStatus", "outcome", "code", "detail"],
+    ),
     "consent-url": (set(), ["url", "customerTenantId", "clientId", "redirectUri", "authority"]),
     "config show": ({"file", "settings"}, ["key", "value", "source", "env"]),
 }
@@ -344,6 +349,12 @@ def test_enqueue_table_lists_the_problems_and_a_summary(tmp_path: Path) -> None:
             "'xml' is not one of",
         ),
         (["retire", "--tenant", NORTHWIND, "--client-id", FEDERATED_APP], "no API given"),
+        (["offboard"], "give --tenant (one customer) or --csv FILE (many)"),
+        (["offboard", "--tenant", "contoso.com"], "arguments: customerTenantId: must be a GUID"),
+        (["offboard", "--tenant", NORTHWIND, "--client-id", "app"], "arguments: clientId: must be a GUID"),
+        (["offboard", "--csv", "x.csv", "--client-id", FEDERATED_APP], "--client-id: for --tenant only"),
+        (["offboard", "--csv", "no-such-file.csv"], "--csv: no such file"),
+        (["offboard", "--tenant", NORTHWIND], "no API given"),
         (["config", "set", "queue", "two words"], "queue must be a queue name"),
         (["config", "set", "colour", "red"], "'colour' is not one of"),
     ],
@@ -391,6 +402,60 @@ def test_a_row_with_more_values_than_columns_is_invalid(tmp_path: Path) -> None:
     result = palctl("enqueue", "--csv", str(customers), "--dry-run")
     assert result.returncode == 2
     assert "invalid row 2: more values than columns" in result.stdout
+
+
+def test_offboard_validates_every_row_before_calling_anything(tmp_path: Path) -> None:
+    ended = write_csv(
+        tmp_path / "ended.csv",
+        f"{NORTHWIND},,CRM-1",
+        f"not-a-guid,{FEDERATED_APP},",
+        f"{NORTHWIND.upper()},,CRM-2",
+        f"{TAILSPIN},{FEDERATED_APP},",
+        header="customerTenantId,clientId,correlationId",
+    )
+    env = {"PAL_API_URL": "https://unused.example", "PAL_API_KEY": "k1"}
+    refused = palctl("offboard", "--csv", str(ended), "-o", "json", env=env)
+    assert refused.returncode == 2
+    assert "1 invalid row(s); nothing called (fix them first)" in refused.stderr
+    document = json.loads(refused.stdout)
+    top, row_fields = FIELDS["offboard"]
+    assert set(document) == top and all(list(row) == row_fields for row in document["rows"])
+    assert [(r["row"], r["status"], r["httpStatus"]) for r in document["rows"]] == [
+        (2, "valid", None),
+        (3, "invalid", None),
+        (4, "duplicate", None),
+        (5, "valid", None),
+    ]
+    assert document["rows"][1]["detail"] == (
+        "row 3: customerTenantId: must be a GUID like 00000000-0000-0000-0000-000000000000"
+    )
+    assert document["rows"][2]["detail"] == "the same as row 2"
+
+    fixed = ended.read_text().replace("not-a-guid", TAILSPIN.upper())  # now a repeat of row 5 as well
+    dry = palctl("offboard", "--csv", "-", "--dry-run", "-o", "csv", stdin=fixed)
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert lines[0] == ",".join(row_fields) and len(lines) == 5
+    assert lines[3] == f"4,{NORTHWIND.upper()},,duplicate,,,,the same as row 2"
+    table = palctl("offboard", "--csv", "-", "--dry-run", stdin=fixed)
+    assert table.stdout.splitlines()[-1] == "2 valid offboarding(s); nothing called (--dry-run)"
+    plain(table)
+
+
+def test_offboard_against_an_unreachable_api_offboards_nothing_exit_1() -> None:
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{bound.getsockname()[1]}"
+        result = palctl(
+            "offboard", "--tenant", NORTHWIND, "-o", "json", env={"PAL_API_URL": url, "PAL_API_KEY": "k1"}
+        )
+    assert result.returncode == 1
+    (row,) = json.loads(result.stdout)["rows"]
+    assert (row["status"], row["httpStatus"], row["detail"]) == (
+        "not-offboarded",
+        None,
+        "cannot reach the API (ClientConnectorError)",
+    )
 
 
 def test_an_unreachable_api_is_a_failure_exit_1() -> None:

@@ -224,3 +224,77 @@ async def test_retire_reports_in_json_and_exits_1_when_refused(host: LocalFuncti
         f"200,true,{NORTHWIND},{FEDERATED_APP},retired,,",
     ]
     assert host.function_key not in refused.stdout + refused.stderr + retired.stdout + retired.stderr
+
+
+# --- offboard, over the local Functions host -------------------------------------------------------
+
+
+async def relink(host: LocalFunctionsHost, tenant: str) -> None:
+    url = f"{host.base_url}/api/links/{tenant}/relink"
+    body = {"identity": {"type": "federated", "clientId": FEDERATED_APP}}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, json=body, headers={"x-functions-key": host.function_key}) as response,
+    ):
+        assert response.status == 200
+
+
+async def test_offboard_one_customer_then_a_csv_partly_exit_0_then_3(
+    host: LocalFunctionsHost, tmp_path: Path, cloud: Any
+) -> None:
+    env = {"PAL_API_URL": host.base_url, "PAL_API_KEY": host.function_key}
+    for tenant in (NORTHWIND, TAILSPIN):
+        await relink(host, tenant)
+
+    single = await asyncio.to_thread(
+        palctl, "offboard", "--tenant", NORTHWIND, "--correlation-id", "TICKET-1", "-o", "json", env=env
+    )
+    assert single.returncode == 0, single.stderr
+    document = json.loads(single.stdout)
+    assert (document["offboarded"], document["total"]) == (1, 1)
+    (row,) = document["rows"]
+    assert (row["row"], row["status"], row["httpStatus"], row["outcome"], row["clientId"]) == (
+        None,
+        "offboarded",
+        200,
+        "unlinked",
+        FEDERATED_APP,
+    )
+    assert [link["state"] for link in cloud.links() if link["tenantId"] == NORTHWIND] == ["Deleted"]
+
+    # Tailspin is offboarded, Woodgrove was never onboarded, Northwind is offboarded again (harmless).
+    ended = write_csv(
+        tmp_path / "ended.csv",
+        f"{TAILSPIN},{FEDERATED_APP},CRM-2",
+        f"{WOODGROVE},,",
+        f"{NORTHWIND},,",
+        header="customerTenantId,clientId,correlationId",
+    )
+    many = await asyncio.to_thread(palctl, "offboard", "--csv", str(ended), "-o", "csv", env=env)
+    assert many.returncode == 3, many.stderr
+    lines = many.stdout.splitlines()
+    assert lines[0] == ",".join(FIELDS["offboard"][1])
+    assert lines[1].startswith(f"2,{TAILSPIN},{FEDERATED_APP},offboarded,200,unlinked,,removed the link")
+    assert lines[2] == (
+        f"3,{WOODGROVE},,not-offboarded,404,,unknown-tenant,"
+        "Unknown customer tenant: no link is recorded for this tenant; nothing was removed"
+    )
+    assert lines[3] == (
+        f"4,{NORTHWIND},{FEDERATED_APP},offboarded,200,unlinked,,no link was in place; nothing to remove"
+    )
+    plain(many)
+    table = await asyncio.to_thread(palctl, "offboard", "--csv", str(ended), env=env)
+    assert table.returncode == 3 and table.stdout.splitlines()[-1] == "2 of 3 customer(s) offboarded"
+    outputs = single.stdout + single.stderr + many.stdout + many.stderr + table.stdout + table.stderr
+    assert host.function_key not in outputs
+
+    # On a terminal a progress bar counts the calls (here, in the same table for people).
+    code, screen = await asyncio.to_thread(in_a_terminal, "offboard", "--csv", str(ended), env=env)
+    assert code == 3 and "3/3" in screen and "━" in screen and "2 of 3 customer(s) offboarded" in screen
+
+    wrong_key = await asyncio.to_thread(
+        palctl, "offboard", "--tenant", TAILSPIN, "-o", "json", env=env | {"PAL_API_KEY": "wrong"}
+    )
+    assert wrong_key.returncode == 1
+    (row,) = json.loads(wrong_key.stdout)["rows"]
+    assert (row["httpStatus"], row["detail"]) == (401, "the function key (PAL_API_KEY) is missing or wrong")

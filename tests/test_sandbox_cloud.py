@@ -576,6 +576,31 @@ async def test_link_lifecycle_put_get_patch_delete_and_revive(cloud: CloudSandbo
     assert cloud.stats()["armCalls"][tenant_id]["PUT"] == 3
 
 
+def test_delete_is_a_write_that_removes_only_the_callers_own_link(cloud: CloudSandbox) -> None:
+    """As ARM documents DELETE: 200 with an empty body, also when nothing was ever linked (no record is
+    made); a write for the rate limits; it soft-deletes the caller's link only, never another
+    principal's in the same tenant."""
+    tenant_id, object_id = fresh_tenant(cloud)
+    other_id = str(uuid.uuid4())
+    cloud.set_link(tenant_id, other_id, PARTNER_ID)  # another principal's link in the same tenant
+    token = cloud.issue_token(tenant_id, object_id, "https://management.azure.com/")
+    status, headers, body = raw(cloud, "DELETE", arm_path(PARTNER_ID), token=token)
+    assert (status, body) == (200, b"")
+    assert int(headers["x-ms-ratelimit-remaining-tenant-writes"]) < 200
+    assert [(link["objectId"], link["state"]) for link in cloud.links() if link["tenantId"] == tenant_id] == [
+        (other_id, "Active")
+    ]
+
+    cloud.set_link(tenant_id, object_id, PARTNER_ID)
+    status, _, body = raw(cloud, "DELETE", arm_path(PARTNER_ID), token=token)
+    assert (status, body) == (200, b"")
+    states = {link["objectId"]: (link["state"], link["version"]) for link in cloud.links()}
+    assert (states[object_id], states[other_id]) == (("Deleted", 2), ("Active", 1))
+    status, _, _ = raw(cloud, "GET", arm_path(), token=token)
+    assert status == 404
+    assert raw(cloud, "DELETE", arm_path(), token=token)[0] == 405  # only /partners/{partnerId}
+
+
 async def test_put_when_linked_follows_the_switch(cloud: CloudSandbox) -> None:
     tenant_id, object_id = fresh_tenant(cloud)
     cloud.set_link(tenant_id, object_id, OTHER_PARTNER_ID)

@@ -196,7 +196,7 @@ def test_the_sandbox_settings_allow_its_endpoints() -> None:
     from sandbox.local_env import local_settings
 
     class Cloud:
-        authority = arm_url = key_vault_url = "https://127.0.0.1:8443"
+        authority = arm_url = key_vault_url = power_platform_url = "https://127.0.0.1:8443"
         ca_path = __file__
         identity_endpoint = "https://127.0.0.1:8443/msi/token"
         identity_header = "header"
@@ -207,6 +207,35 @@ def test_the_sandbox_settings_allow_its_endpoints() -> None:
     # The sandbox's Entra ID and ARM check the public cloud's audiences.
     assert settings.federated_token_audience == "api://AzureADTokenExchange"
     assert settings.arm_scope == "https://management.azure.com/.default"
+    # The Power Platform stand-ins: their own endpoints, and Dataverse only on the sandbox's origin.
+    assert settings.power_platform.bap == "https://127.0.0.1:8443"
+    assert settings.power_platform.dataverse_allowed("https://127.0.0.1:8443/dataverse/env-1/")
+    assert not settings.power_platform.dataverse_allowed("https://127.0.0.1:9999/dataverse/env-1/")
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://contoso.crm.dynamics.com/", True),
+        ("https://contoso.crm4.dynamics.com/", True),
+        ("https://contoso.crm.dynamics.com:443/", True),
+        ("http://contoso.crm.dynamics.com/", False),
+        ("https://contoso.crm.dynamics.com.evil.example/", False),
+        ("https://user:pw@contoso.crm.dynamics.com/", False),
+        ("https://contoso.crm.dynamics.com:8443/", False),
+        ("https://evil.example/contoso.crm.dynamics.com/", False),
+        ("https://127.0.0.1:8443/dataverse/env-1/", False),
+    ],
+)
+def test_a_token_goes_only_to_a_dataverse_host_of_the_public_cloud(url: str, allowed: bool) -> None:
+    settings = Settings.from_env({"PARTNER_ID": "1234567", "LedgerStorage": "UseDevelopmentStorage=true"})
+    assert settings.power_platform.dataverse_allowed(url) is allowed
+
+
+def test_power_platform_endpoints_outside_the_public_cloud_need_custom_endpoints() -> None:
+    env = {"PARTNER_ID": "1234567", "LedgerStorage": "UseDevelopmentStorage=true"}
+    with pytest.raises(SettingsError, match="BAP_ENDPOINT must be https://api.bap.microsoft.com"):
+        Settings.from_env(env | {"BAP_ENDPOINT": "https://evil.example"})
 
 
 GUID = "53a2a22c-5cbd-47f7-b588-f5bb5f191ead"

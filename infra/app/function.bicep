@@ -16,6 +16,10 @@
 // default: HOST_CREDENTIAL (managed-identity in Azure; "default" only for a developer's local run)
 // default: SDK_RETRY_TOTAL (2 retries inside one call)
 // default: HTTP_TIMEOUT_SECONDS (30 s)
+// default: BAP_ENDPOINT (the public cloud's Power Platform admin API)
+// default: POWERAPPS_ENDPOINT (the public cloud's Power Apps admin API)
+// default: FLOW_ENDPOINT (the public cloud's Power Automate admin API)
+// default: POWERBI_ENDPOINT (the public cloud's Power BI REST API)
 // local-only: LedgerStorage (ledger connection string: Azurite)
 // local-only: ServiceBusConnection (connection string of the local broker or emulator)
 // local-only: KEY_VAULT_VERIFY_CHALLENGE_RESOURCE (true in Azure, the code's default)
@@ -44,7 +48,9 @@ param allowedPartnerIds string
 param onOtherPartner string
 param onboardingQueueName string
 param verifyQueueName string
+param auditQueueName string
 param reverifySchedule string
+param auditSchedule string
 param serviceBusHostName string
 param ledgerTableServiceUri string
 param ledgerTableName string
@@ -132,6 +138,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       ONBOARDING_QUEUE: onboardingQueueName
       VERIFY_QUEUE: verifyQueueName
       REVERIFY_SCHEDULE: reverifySchedule
+      AUDIT_QUEUE: auditQueueName
+      AUDIT_SCHEDULE: auditSchedule
 
       // The product (shared/spine/settings.py).
       PARTNER_ID: partnerId

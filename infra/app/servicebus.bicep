@@ -12,6 +12,7 @@ param location string
 param tags object
 param onboardingQueueName string
 param verifyQueueName string
+param auditQueueName string
 
 resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   name: name
@@ -79,9 +80,31 @@ resource verifyQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   }
 }
 
+// attribution-audit: one message per customer from the weekly audit (or an operator), then one per
+// Power Platform environment.
+resource auditQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
+  parent: namespace
+  name: auditQueueName
+  properties: {
+    // Same reasoning as the onboarding queue: retries are scheduled copies, not deliveries.
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 10
+    // A week's audit is de-duplicated on (customer, run) and (environment, run).
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'P1D'
+    // An audit not done within two days is superseded by an operator's or the next week's.
+    defaultMessageTimeToLive: 'P2D'
+    deadLetteringOnMessageExpiration: false
+    maxSizeInMegabytes: 1024
+    requiresSession: false
+    enableBatchedOperations: true
+  }
+}
+
 output name string = namespace.name
 output id string = namespace.id
 // serviceBusEndpoint is https://NAME.servicebus.windows.net:443/; settings want the host name.
 output hostName string = split(replace(namespace.properties.serviceBusEndpoint, 'https://', ''), ':')[0]
 output onboardingQueueName string = onboardingQueue.name
 output verifyQueueName string = verifyQueue.name
+output auditQueueName string = auditQueue.name

@@ -18,8 +18,19 @@ class Entry(NamedTuple):
 COMMANDS: dict[str, Entry] = {
     "enqueue": Entry("palctl.commands.enqueue", "Send onboarding messages: one customer, or a CSV backfill."),
     "consent-url": Entry("palctl.commands.consent", "Print the admin-consent link for a customer tenant."),
+    "offboard": Entry(
+        "palctl.commands.offboard", "Offboard customers: remove their link (over the HTTP API)."
+    ),
     "retire": Entry("palctl.commands.retire", "Retire an identity's ledger record (over the HTTP API)."),
     "dlq": Entry("palctl.commands.dlq", "The dead-letter queue: list what is in it and why, replay."),
+    "advise": Entry("palctl.commands.advise", "Does a delivery credit the partner, and what to do."),
+    "audit": Entry("palctl.commands.audit", "Audit a customer's attribution now (over the HTTP API)."),
+    "attribution": Entry(
+        "palctl.commands.attribution", "The attribution audit's results: findings, coverage, CSV."
+    ),
+    "grants": Entry(
+        "palctl.commands.grants", "Print the grants a customer's admin gives once for the audit."
+    ),
     "config": Entry("palctl.commands.config", "palctl's settings: set, unset, show."),
 }
 

@@ -9,13 +9,10 @@ others not (a send failed part way, or invalid rows were skipped with --skip-inv
 
 from __future__ import annotations
 
-import io
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated
 
 import typer
 
@@ -143,19 +140,10 @@ def _lines(rows: Sequence[CsvRow], queue: str, outcome: Outcome) -> list[str]:
     return lines
 
 
-def _open_csv(path: str) -> TextIO:
-    if path == "-":
-        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
-    try:
-        return Path(path).open(newline="", encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UsageError("--csv: no such file") from None
-    except OSError as error:
-        raise UsageError(f"--csv: cannot be read ({type(error).__name__})") from None
-
-
 def rows_from_csv(path: str) -> list[CsvRow]:
-    with _open_csv(path) as stream:
+    from palctl.csvfile import open_csv
+
+    with open_csv(path) as stream:
         rows = read_csv(stream)
     if not rows:
         raise UsageError("--csv: the file has a header and no rows")

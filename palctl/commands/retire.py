@@ -10,14 +10,15 @@ record was retired, 1 when the API refused or could not be reached, 2 for bad in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated
 
 import typer
 
 from palctl import checks
-from palctl.configuration import Configuration, Key
-from palctl.errors import ExitCode, Failed, UsageError
+from palctl.api import ApiTarget, Response, api_session, api_target, call
+from palctl.configuration import Configuration
+from palctl.errors import ExitCode, UsageError
 from palctl.options import (
     APP_EXAMPLE,
     TENANT_EXAMPLE,
@@ -37,63 +38,11 @@ EPILOG = examples(
 )
 
 
-@dataclass(frozen=True)
-class ApiTarget:
-    """The Function App and a function key; the key goes in a header, never on screen."""
-
-    base_url: str
-    key: str = field(repr=False)
-
-
-def api_target(config: Configuration, api_url: str | None) -> ApiTarget:
-    url = config.get(Key.API_URL, api_url)
-    if not url:
-        raise UsageError(
-            "no API given: use --api-url https://<function app host>, PAL_API_URL or "
-            "`palctl config set api-url URL`"
-        )
-    key = config.get(Key.API_KEY)
-    if not key:
-        raise UsageError(
-            "no function key: set PAL_API_KEY (az functionapp keys list ...) or `palctl config set api-key -`"
-        )
-    return ApiTarget(url, key)
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: dict[str, Any] | None
-
-
-def _json_object(payload: bytes) -> dict[str, Any] | None:
-    import json
-
-    try:
-        document = json.loads(payload)
-    except (ValueError, RecursionError):
-        return None
-    return document if isinstance(document, dict) else None
-
-
 async def retire_identity(target: ApiTarget, tenant: str, client_id: str, reason: str | None) -> Response:
     """DELETE /api/links/{tenant}/identities/{clientId}: the status and the parsed JSON body (or None)."""
-    import json
-
-    import aiohttp
-
-    url = f"{target.base_url}/api/links/{tenant}/identities/{client_id}"
-    body = json.dumps({"reason": reason}).encode() if reason is not None else None
-    headers = {"x-functions-key": target.key, "Content-Type": "application/json"}
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http,
-            # no redirects: the key would follow them to wherever they point
-            http.delete(url, data=body, headers=headers, allow_redirects=False) as response,
-        ):
-            return Response(response.status, _json_object(await response.read()))
-    except (aiohttp.ClientError, TimeoutError) as error:
-        raise Failed(f"cannot reach the API ({type(error).__name__})") from None
+    body = {"reason": reason} if reason is not None else None
+    async with api_session() as http:
+        return await call(http, target, "DELETE", f"/links/{tenant}/identities/{client_id}", body)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The operators' HTTP API, without Azure Functions: relink one customer, read link status.
+"""The operators' HTTP API, without Azure Functions: relink or offboard one customer, read link
+status, retire an identity's record.
 
 Errors are RFC 9457 problem details. Requests are validated with the same parser as queue
 messages, so the rules (GUIDs, partner IDs, no credentials) are the same on every path.
@@ -18,10 +19,12 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol
 from shared.links.message import (
     DuplicateKeyError,
     MessageRejected,
+    OffboardingRequest,
     OnboardingRequest,
     find_credentials,
     json_text,
     loads_strict,
+    parse_offboarding_document,
     parse_onboarding_document,
 )
 from shared.links.retirement import DEFAULT_REASON, InvalidReason, retirement_reason
@@ -34,6 +37,7 @@ from shared.spine.table_row import TableRow
 
 if TYPE_CHECKING:
     from shared.links.ledger import Ledger
+    from shared.links.offboarding import Offboarded
     from shared.links.service import LinkService
 
 logger = logging.getLogger(__name__)
@@ -42,6 +46,7 @@ _P = ParamSpec("_P")
 MAX_BODY_BYTES = 16 * 1024
 _RELINK_FIELDS = {"identity", "partnerId"}
 _RETIRE_FIELDS = {"reason"}
+_OFFBOARD_FIELDS = {"clientId", "correlationId"}
 _LIST_PARAMETERS = {"outcome", "top", "continuationToken"}
 
 
@@ -73,6 +78,7 @@ _LINK_FIELDS = _api_names(
     "verified_count",
     "consecutive_failures",
     "first_seen_at",
+    "offboarded_at",
 )
 _EVENT_FIELDS = {"event_time": "time"} | _api_names(
     "source",
@@ -170,6 +176,39 @@ def _relink_answer(tenant: str, request: OnboardingRequest, outcome: Outcome) ->
         "objectId": outcome.object_id,
         "linkVersion": outcome.link_version,
     }
+    return _outcome_answer(result, outcome)
+
+
+# An offboarding that could not choose an identity: nothing was called, nothing recorded.
+_CHOICE_PROBLEMS = {
+    "unknown-tenant": (404, "Unknown customer tenant"),
+    "unknown-identity": (404, "Unknown identity"),
+    "identity-required": (400, "Identity required"),
+}
+
+
+def _offboard_answer(tenant: str, done: Offboarded) -> ApiResponse:
+    """404 or 400 when no identity could be chosen; otherwise as a relink's answer."""
+    outcome = done.outcome
+    choice = _CHOICE_PROBLEMS.get(outcome.code or "") if outcome.kind is OutcomeKind.REJECTED else None
+    if choice is not None:
+        return problem(choice[0], outcome.code or "", choice[1], outcome.reason)
+    result = {
+        "customerTenantId": tenant,
+        "clientId": done.client_id,
+        "outcome": outcome.kind.value,
+        "reason": outcome.reason,
+        "code": outcome.code,
+        "remediation": outcome.remediation,
+        "previousPartnerId": outcome.previous_partner_id,
+        "objectId": outcome.object_id,
+    }
+    return _outcome_answer(result, outcome)
+
+
+def _outcome_answer(result: dict[str, Any], outcome: Outcome) -> ApiResponse:
+    """200 with the outcome; 503 with Retry-After when it is worth trying again; 403 when refused
+    (nothing was called)."""
     result = {key: value for key, value in result.items() if value is not None}
     if outcome.kind is OutcomeKind.TRANSIENT:
         retry_after = max(1, round(outcome.retry_after or 30))
@@ -200,18 +239,29 @@ class Relinker(Protocol):
     async def relink(self, request: OnboardingRequest) -> Outcome: ...
 
 
-class LinksApi:
-    """The operators' API: relink, read status, retire. Takes only what it uses: the ledger, a
-    relinker (the link service) and the settings."""
+class Offboarder(Protocol):
+    """What the API needs to offboard a customer now (shared.links.offboarding)."""
 
-    def __init__(self, ledger: Ledger, relinker: Relinker, settings: Settings) -> None:
+    async def offboard(self, request: OffboardingRequest) -> Offboarded: ...
+
+
+class LinksApi:
+    """The operators' API: relink, offboard, read status, retire. Takes only what it uses: the
+    ledger, a relinker (the link service), an offboarder and the settings."""
+
+    def __init__(
+        self, ledger: Ledger, relinker: Relinker, settings: Settings, offboarder: Offboarder | None = None
+    ) -> None:
         self._ledger = ledger
         self._relinker = relinker
         self._settings = settings
+        self._offboarder = offboarder
 
     @classmethod
     def of(cls, service: LinkService) -> LinksApi:
-        return cls(service.ledger, service, service.settings)
+        from shared.links.offboarding import Offboarding
+
+        return cls(service.ledger, service, service.settings, Offboarding(service))
 
     @_answers_outages
     async def relink(self, customer_tenant_id: str, body: bytes) -> ApiResponse:
@@ -248,13 +298,22 @@ class LinksApi:
     async def _recorded_identity(self, tenant: str, document: dict[str, Any]) -> dict[str, Any] | ApiResponse:
         """For a body-less relink: the one identity recorded for the tenant (and the partner ID it
         asked for last, if that is still one of ours), or the problem that there is none or several."""
-        states = await self._ledger.link_states(tenant)
-        if not states:
+        every = await self._ledger.link_states(tenant)
+        if not every:
             return problem(
                 404,
                 "unknown-tenant",
                 "Unknown customer tenant",
                 "no link is recorded for this tenant; give the identity in the body to link it",
+            )
+        states = [state for state in every if not state.is_offboarded]
+        if not states:
+            return problem(
+                409,
+                "offboarded",
+                "Customer offboarded",
+                "this customer was offboarded: its link is not made again without an identity; to "
+                "onboard it again send a customer-onboarded message, or relink with the identity in the body",
             )
         if len(states) > 1:
             clients = ", ".join(sorted(state.client_id or "" for state in states))
@@ -330,6 +389,28 @@ class LinksApi:
                 "history": [_project(event, _EVENT_FIELDS) for event in history],
             },
         )
+
+    @_answers_outages
+    async def offboard(self, customer_tenant_id: str, body: bytes) -> ApiResponse:
+        """Offboard the customer now: remove the recorded identity's link (the one with the body's
+        `clientId`, when several are recorded) and stop checking it; the history is kept."""
+        if (bad := _bad_tenant(customer_tenant_id)) is not None:
+            return bad
+        tenant = customer_tenant_id.lower()
+        document = _read_object(body, _OFFBOARD_FIELDS)
+        if isinstance(document, ApiResponse):
+            return document
+        try:
+            # Screened for credentials by _read_object; the rest is the path's tenant (a GUID).
+            request = parse_offboarding_document(
+                {"schemaVersion": 1, "customerTenantId": tenant, **document}, screened=True
+            )
+        except MessageRejected as rejection:
+            details = list(rejection.details)
+            return problem(400, "invalid-body", "Invalid request body", "; ".join(details), errors=details)
+        if self._offboarder is None:
+            raise RuntimeError("this API was built without an offboarder")
+        return _offboard_answer(tenant, await self._offboarder.offboard(request))
 
     @_answers_outages
     async def retire(self, customer_tenant_id: str, client_id: str, body: bytes) -> ApiResponse:

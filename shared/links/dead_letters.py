@@ -2,7 +2,8 @@
 
 A message is dead-lettered by Service Bus when every delivery failed (MaxDeliveryCountExceeded),
 or by any client that holds the lock. Each one is recorded as a final `failed` attempt, under its
-tenant when the body parses, so the nightly re-verification and an operator can find it; the
+tenant when the body parses (an offboarding message's under its tenant alone: its state is left as
+it is), so the nightly re-verification and an operator can find it; the
 trigger then completes it. Broker metadata (reason, description, ids) is untrusted input: only a
 plain reason name is kept, and the description never is.
 """
@@ -17,7 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.links.ledger import Attempt
-from shared.links.message import MessageRejected, find_credentials, parse_onboarding_message
+from shared.links.message import (
+    MessageRejected,
+    find_credentials,
+    parse_offboarding_message,
+    parse_onboarding_message,
+)
+from shared.spine.envelope import Source
 from shared.spine.outcomes import Outcome, OutcomeKind
 
 logger = logging.getLogger(__name__)
@@ -25,6 +32,14 @@ logger = logging.getLogger(__name__)
 REASON_PROPERTY = "DeadLetterReason"
 _REASON = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 _CODE = "dead-lettered"
+_RELINK = (
+    "Relink the customer (POST /api/links/{tenant}/relink or palctl) or send the message again; the "
+    "nightly re-verification also retries every recorded link."
+)
+_OFFBOARD_AGAIN = (
+    "Offboard the customer again (palctl offboard, or POST /api/links/{tenant}/offboard, or send the "
+    "message again): it is always safe to repeat; the nightly run does not retry an offboarding."
+)
 
 
 @dataclass(frozen=True)
@@ -55,13 +70,13 @@ def dead_letter_attempt(
     letter: DeadLetter, *, source: str, default_partner_id: str, max_bytes: int
 ) -> tuple[Attempt, Outcome]:
     """The ledger record for a dead-lettered message: pure, so it can be tested without a broker."""
+    offboarding = source == Source.OFFBOARDING
     outcome = Outcome(
         OutcomeKind.FAILED,
         f"Service Bus dead-lettered the message ({letter.reason}) after {letter.delivery_count} "
         "deliveries; it was never processed to the end",
         code=_CODE,
-        remediation="Relink the customer (POST /api/links/{tenant}/relink or palctl) or send the message "
-        "again; the nightly re-verification also retries every recorded link.",
+        remediation=_OFFBOARD_AGAIN if offboarding else _RELINK,
     )
     base = Attempt(
         message_id=letter.message_id,
@@ -72,6 +87,9 @@ def dead_letter_attempt(
         body_digest=letter.body_digest,
     )
     try:
+        if offboarding:
+            tenant = parse_offboarding_message(letter.body, max_bytes=max_bytes).customer_tenant_id
+            return dataclasses.replace(base, customer_tenant_id=tenant), outcome
         request = parse_onboarding_message(
             letter.body, default_partner_id=default_partner_id, max_bytes=max_bytes
         )

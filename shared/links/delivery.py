@@ -4,6 +4,7 @@ application properties our scheduling set, believed only when well-formed) or an
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,7 +58,11 @@ class Delivery:
     ) -> Delivery:
         # Application properties are set by our own scheduling, but anyone who can send to the
         # queue can set them too: only well-formed values are believed (shared.spine.envelope).
-        message_id = message_id_for_records(message_id)
+        # The host always sets a MessageId; should one be missing, the body stands in for it so
+        # that redelivery stays idempotent.
+        message_id = message_id_for_records(message_id) or (
+            "sha256:" + hashlib.sha256(body).hexdigest() if body is not None else ""
+        )
         original = properties.get(ORIGINAL_ID_PROPERTY)
         if not (isinstance(original, str) and message_id_for_records(original) == original):
             original = None

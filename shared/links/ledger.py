@@ -30,6 +30,7 @@ from shared.links.rows import (
     LinkState,
     event_row_key,
     intent_row_key,
+    offboarded_at,
     state_row_key,
 )
 from shared.links.runs import Runs
@@ -423,7 +424,7 @@ def link_state(
 ) -> LinkState:
     """The link's state after this outcome; what the outcome does not say is kept from before."""
     before = previous or LinkState(partition_key=partition, row_key="", outcome=outcome.kind)
-    verified = outcome.kind is OutcomeKind.VERIFIED
+    verified, unlinked = outcome.kind is OutcomeKind.VERIFIED, outcome.kind is OutcomeKind.UNLINKED
     continued = verified and previous is not None and previous.outcome is OutcomeKind.VERIFIED
     return LinkState(
         partition_key=partition,
@@ -435,7 +436,7 @@ def link_state(
         customer_name=attempt.customer_name or before.customer_name,
         correlation_id=attempt.correlation_id or before.correlation_id,
         partner_id=attempt.partner_id,
-        linked_partner_id=outcome.partner_id or before.linked_partner_id,
+        linked_partner_id=None if unlinked else outcome.partner_id or before.linked_partner_id,
         previous_partner_id=outcome.previous_partner_id or before.previous_partner_id,
         object_id=outcome.object_id or before.object_id,
         link_version=outcome.link_version or before.link_version,
@@ -451,6 +452,7 @@ def link_state(
         last_message_id=attempt.message_id,
         last_run_id=attempt.run_id or before.last_run_id,
         first_seen_at=before.first_seen_at or now,
+        offboarded_at=offboarded_at(attempt.source, previous, now),
     )
 
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.credentials import AccessToken
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError, ServiceRequestError
+from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline.policies import AsyncBearerTokenCredentialPolicy
 from azure.core.pipeline.transport import AioHttpTransport
+from azure.core.rest import AsyncHttpResponse, HttpRequest
 
 from shared.spine.credentials import CredentialCache
 from shared.spine.errors import Stage, classify_error, transient
@@ -32,17 +39,28 @@ class Linker:
         self._settings = settings
         self._credentials = credentials
         self._transport = transport
+        self._arm_scope = settings.arm_scope
+        self._shared_client: Any = None  # built on first use: the SDK's import costs cold start
 
-    def _arm_client(self, credential: Any) -> Any:
-        from azure.mgmt.managementpartner.aio import ACEProvisioningManagementPartnerAPI
+    def _arm_client(self, credential: AsyncTokenCredential, token: AccessToken | None = None) -> Any:
+        """The ARM client, as one tenant's: every request it sends carries that tenant's token.
 
-        return ACEProvisioningManagementPartnerAPI(
-            credential,
-            base_url=self._settings.arm_endpoint,
-            credential_scopes=[self._settings.arm_scope],
-            transport=self._transport,
-            retry_total=self._settings.sdk_retry_total,
-        )
+        One SDK client serves every link (building one costs more than the GET it sends); its
+        authentication policy takes the token from each call (`_TenantTokenPolicy`), so no tenant's
+        token can reach another tenant's request. `token`, when given, is used while it is valid.
+        """
+        if self._shared_client is None:
+            from azure.mgmt.managementpartner.aio import ACEProvisioningManagementPartnerAPI
+
+            self._shared_client = ACEProvisioningManagementPartnerAPI(
+                _NoSharedCredential(),
+                base_url=self._settings.arm_endpoint,
+                credential_scopes=[self._arm_scope],
+                transport=self._transport,
+                retry_total=self._settings.sdk_retry_total,
+                authentication_policy=_TenantTokenPolicy(self._arm_scope),
+            )
+        return _TenantClient(self._shared_client, _TenantAuth(credential, self._arm_scope, token))
 
     async def link(
         self,
@@ -70,9 +88,9 @@ class Linker:
             )
 
         try:
-            # Asked here so a sign-in failure is told apart from an ARM failure; the ARM client's
-            # own request reuses this cached token.
-            await credential.get_token(self._settings.arm_scope)
+            # Asked here so a sign-in failure is told apart from an ARM failure; the ARM requests
+            # carry this token.
+            token = await credential.get_token(self._arm_scope)
         except Exception as err:  # noqa: BLE001
             outcome = classify_error(
                 err,
@@ -85,7 +103,8 @@ class Linker:
                 await self._credentials.forget(tenant_id, identity)
             return outcome
 
-        client = _Writes(self._arm_client(credential), identity.client_id, self._settings, before_write)
+        arm = self._arm_client(credential, token)
+        client = _Writes(arm, identity.client_id, self._settings, before_write)
         try:
             return await self._link(client, partner_id, policy)
         except BeforeWriteFailed:
@@ -153,6 +172,42 @@ class Linker:
             f"changed the link from {what} {current.partner_id} to {partner_id}",
             updated,
             previous_partner_id=current.partner_id,
+        )
+
+    async def unlink(self, tenant_id: str, identity: Identity) -> Outcome:
+        """Remove the identity's link in the tenant, signed in as that identity (the same credential
+        path as `link`): GET the caller's link, then DELETE it (a soft delete; ARM answers 200 even
+        when nothing is linked). `unlinked` with the partner ID removed, or with none when no link was
+        in place; a failure to get a credential, sign in or call ARM is the outcome it means (the
+        caller decides what a sign-in refusal means for an identity that is being offboarded).
+        Never raises for a service error.
+        """
+        client_id, secret_name = identity.client_id, identity.key_vault_secret_name
+        try:
+            credential = await self._credentials.get(tenant_id, identity)
+        except Exception as err:  # noqa: BLE001 - every failure becomes an outcome
+            return classify_error(err, stage=Stage.KEY_VAULT, client_id=client_id, secret_name=secret_name)
+        try:
+            token = await credential.get_token(self._settings.arm_scope)
+        except Exception as err:  # noqa: BLE001
+            outcome = classify_error(err, stage=Stage.TOKEN, client_id=client_id, secret_name=secret_name)
+            if outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN or outcome.code == "AADSTS700024":
+                await self._credentials.forget(tenant_id, identity)
+            return outcome
+        client = self._arm_client(credential, token)
+        try:
+            current = await self._current(client)
+            if current is None:
+                return Outcome(OutcomeKind.UNLINKED, "no link was in place; nothing to remove")
+            await client.partner.delete(current.partner_id)
+        except Exception as err:  # noqa: BLE001
+            return classify_error(err, stage=Stage.ARM, client_id=client_id, secret_name=secret_name)
+        removed = current.partner_id if is_partner_id(current.partner_id) else None
+        return Outcome(
+            OutcomeKind.UNLINKED,
+            f"removed the link to partner ID {_shown(current.partner_id)}",
+            previous_partner_id=removed,
+            object_id=current.object_id,
         )
 
 
@@ -236,3 +291,115 @@ def _result(
         object_id=link.object_id,
         link_version=link.version,
     )
+
+
+_TENANT_AUTH = "pal_tenant_auth"
+"""The per-call option, then request-context key, that carries a request's `_TenantAuth`."""
+
+_TOKEN_MARGIN_SECONDS = 300
+"""A token this close to its expiry is asked of the credential again (as azure-core's policy does)."""
+
+
+class _TenantAuth:
+    """One link's credential for its customer tenant, and the ARM token it last gave."""
+
+    __slots__ = ("credential", "scope", "token")
+
+    def __init__(self, credential: AsyncTokenCredential, scope: str, token: AccessToken | None) -> None:
+        self.credential = credential
+        self.scope = scope
+        self.token = token
+
+    async def bearer(self, **kwargs: Any) -> str:
+        """The Authorization header's value; a new token when it nears expiry or for a claims challenge
+        (`claims=` in kwargs: the credential then asks Entra ID, bypassing its cache)."""
+        token = self.token
+        if kwargs or token is None or token.expires_on - time.time() < _TOKEN_MARGIN_SECONDS:
+            token = self.token = await self.credential.get_token(self.scope, **kwargs)
+        return f"Bearer {token.token}"
+
+
+def _tenant_auth(request: PipelineRequest[HttpRequest]) -> _TenantAuth:
+    """The request's `_TenantAuth`: moved from the call's options into the request context on the
+    first try, so retries and the claims-challenge resend find it too (and the transport never sees it)."""
+    auth = request.context.options.pop(_TENANT_AUTH, None)
+    if auth is None:
+        auth = request.context.get(_TENANT_AUTH)
+        if auth is None:
+            raise ServiceRequestError("ARM request without a tenant credential: refused to send it")
+    else:
+        request.context[_TENANT_AUTH] = auth
+    if not request.http_request.url.lower().startswith("https"):
+        raise ServiceRequestError("Bearer token authentication is not permitted for non-https URLs.")
+    return auth  # type: ignore[no-any-return]
+
+
+class _TenantTokenPolicy(AsyncBearerTokenCredentialPolicy[HttpRequest, AsyncHttpResponse]):
+    """ARM's authentication policy for a client shared by every tenant: the token is the request's
+    own (`_TenantAuth`), never one cached in the policy, which is what the SDK's
+    AsyncARMChallengeAuthenticationPolicy does and why its client could serve one tenant only.
+
+    Kept from that policy (its `send` runs unchanged): https only; a 401 whose WWW-Authenticate is a
+    CAE claims challenge (`insufficient_claims`) gets a token with those claims from the request's
+    credential and is sent once more; any other 401 is returned. Claims challenges are rare (ARM sends
+    them only to clients that asked for CAE tokens, which we do not), but cost nothing to keep.
+    """
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(_NoSharedCredential(), scope)
+
+    async def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
+        request.http_request.headers["Authorization"] = await _tenant_auth(request).bearer()
+
+    async def authorize_request(
+        self, request: PipelineRequest[HttpRequest], *scopes: str, **kwargs: Any
+    ) -> None:
+        request.http_request.headers["Authorization"] = await _tenant_auth(request).bearer(**kwargs)
+
+
+class _NoSharedCredential:
+    """The shared client's own credential: there is none; asking it for a token is a bug."""
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        raise ServiceRequestError("the shared ARM client has no credential of its own")
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+    async def __aenter__(self) -> _NoSharedCredential:
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        """Nothing to close."""
+
+
+class _TenantClient:
+    """The shared ARM client's `partners` and `partner` operations, every call carrying one tenant's
+    `_TenantAuth`. Closing it leaves the shared client open."""
+
+    def __init__(self, client: Any, auth: _TenantAuth) -> None:
+        option = {_TENANT_AUTH: auth}
+        self.partners = _TenantOperations(client.partners, option)
+        self.partner = _TenantOperations(client.partner, option)
+
+    async def close(self) -> None:
+        """Nothing to close: the shared client serves the next link."""
+
+    async def __aenter__(self) -> _TenantClient:
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        await self.close()
+
+
+class _TenantOperations:
+    """One operation group of the shared client; each method gets the tenant's option."""
+
+    def __init__(self, operations: Any, option: dict[str, _TenantAuth]) -> None:
+        self._operations = operations
+        self._option = option
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return functools.partial(getattr(self._operations, name), **self._option)

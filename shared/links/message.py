@@ -1,4 +1,5 @@
-"""The `customer-onboarded` message (v1): strict parsing with a precise reason for every rejection.
+"""The `customer-onboarded` and `customer-offboarded` messages (v1): strict parsing with a precise
+reason for every rejection.
 
 Rejection details name the field and what is wrong with it, never the value: a value could be a
 credential someone pasted into the wrong field, and details end up in logs and the ledger.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from shared.spine.envelope import KIND_PROPERTY, OFFBOARDED, ONBOARDED
 from shared.spine.identifiers import GUID, NIL_GUID, is_guid, is_partner_id, printable_name
 from shared.spine.identity import Identity, IdentityType
 from shared.spine.screening import named_like_credential, shaped_like_credential
@@ -30,6 +32,7 @@ class RejectionReason(StrEnum):
     INVALID_FIELD = "invalid-field"
     UNSUPPORTED_SCHEMA_VERSION = "unsupported-schema-version"
     SECRET_IN_MESSAGE = "secret-in-message"
+    UNKNOWN_KIND = "unknown-kind"
 
 
 class MessageRejected(ValueError):
@@ -54,6 +57,16 @@ class OnboardingRequest:
     partner_id: str
     partner_id_defaulted: bool
     customer_name: str | None = None
+    correlation_id: str | None = None
+    schema_version: int = 1
+
+
+@dataclass(frozen=True)
+class OffboardingRequest:
+    """Remove the link of the identity recorded for the tenant (the one with `client_id`, when given)."""
+
+    customer_tenant_id: str
+    client_id: str | None = None
     correlation_id: str | None = None
     schema_version: int = 1
 
@@ -167,6 +180,7 @@ def _unknown_fields(problems: list[str], document: dict[str, Any], allowed: set[
 
 _TOP_FIELDS = {"schemaVersion", "customerTenantId", "identity", "partnerId", "customerName", "correlationId"}
 _IDENTITY_FIELDS = {"type", "clientId", "keyVaultSecretName"}
+_OFFBOARDING_FIELDS = {"schemaVersion", "customerTenantId", "clientId", "correlationId"}
 
 
 def loads_strict(text: str | bytes) -> Any:
@@ -349,3 +363,49 @@ def _parse_identity(problems: list[str], raw: Any) -> Identity | None:
     if client_id is None or identity_type is None:
         return None
     return Identity(type=identity_type, client_id=client_id, key_vault_secret_name=secret_name)
+
+
+def parse_offboarding_message(body: bytes, *, max_bytes: int) -> OffboardingRequest:
+    """Parse and validate a `customer-offboarded` body, or raise MessageRejected with every problem
+    found (the same text rule, size limit and credential screen as an onboarding message)."""
+    return parse_offboarding_document(_decode(body, max_bytes))
+
+
+def parse_offboarding_document(document: Any, *, screened: bool = False) -> OffboardingRequest:
+    """Validate a decoded `customer-offboarded` message, or raise MessageRejected with every problem
+    found. `screened`: as for `parse_onboarding_document`."""
+    tenant_hint = _tenant_hint(document)
+    if not screened:
+        _refuse_credentials(document, tenant_hint)
+    if not isinstance(document, dict):
+        raise MessageRejected(
+            RejectionReason.INVALID_FIELD, [f"message: must be a JSON object, got {_json_type(document)}"]
+        )
+    version = _schema_version(document, tenant_hint)
+    problems: list[str] = []
+    _unknown_fields(problems, document, _OFFBOARDING_FIELDS, "")
+    tenant_id = _guid(problems, document, "customerTenantId", "customerTenantId")
+    client_id = None
+    if document.get("clientId", "") is None:
+        problems.append("clientId: must be a GUID, or left out")
+    elif "clientId" in document:
+        client_id = _guid(problems, document, "clientId", "clientId")
+    correlation_id = _optional_text(problems, document, "correlationId", 128)
+    if problems:
+        raise MessageRejected(RejectionReason.INVALID_FIELD, problems, customer_tenant_id=tenant_hint)
+    assert tenant_id is not None
+    return OffboardingRequest(tenant_id, client_id, correlation_id, version)
+
+
+def unknown_kind(body: bytes, *, max_bytes: int) -> MessageRejected:
+    """The rejection of an onboarding-queue message whose kind is neither of ours (the value is not
+    echoed), filed under the body's tenant when it names a valid one."""
+    try:
+        tenant_hint = _tenant_hint(_decode(body, max_bytes))
+    except MessageRejected:
+        tenant_hint = None
+    return MessageRejected(
+        RejectionReason.UNKNOWN_KIND,
+        [f"{KIND_PROPERTY}: the application property must be {OFFBOARDED} or {ONBOARDED}, or absent"],
+        customer_tenant_id=tenant_hint,
+    )

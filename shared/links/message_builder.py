@@ -1,4 +1,5 @@
-"""The `customer-onboarded` message (v1) written: the inverse of `shared.links.message`'s parser.
+"""The `customer-onboarded` and `customer-offboarded` messages (v1) written: the inverse of
+`shared.links.message`'s parsers.
 
 Every v1 body the product and its tools send (the nightly verify messages, `palctl enqueue`, the
 sandbox's soak run) is built here, so there is one writer of the format as there is one reader.
@@ -12,8 +13,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared.links.message import SUPPORTED_SCHEMA_VERSIONS, OnboardingRequest
+from shared.links.message import SUPPORTED_SCHEMA_VERSIONS, OffboardingRequest, OnboardingRequest
+from shared.spine.envelope import KIND_PROPERTY, OFFBOARDED
 from shared.spine.identity import Identity
+
+OFFBOARDING_PROPERTIES = {KIND_PROPERTY: OFFBOARDED}
+"""The application properties a `customer-offboarded` message travels with on the onboarding queue."""
 
 
 def onboarding_document(
@@ -77,6 +82,25 @@ def request_body(request: OnboardingRequest) -> bytes:
             schema_version=request.schema_version,
         )
     )
+
+
+def offboarding_document(request: OffboardingRequest) -> dict[str, Any]:
+    """The v1 `customer-offboarded` JSON object; an optional part that is None is left out."""
+    document: dict[str, Any] = {
+        "schemaVersion": request.schema_version,
+        "customerTenantId": request.customer_tenant_id,
+    }
+    for field, value in (("clientId", request.client_id), ("correlationId", request.correlation_id)):
+        if value:
+            document[field] = value
+    return document
+
+
+def offboarding_body(
+    customer_tenant_id: str, *, client_id: str | None = None, correlation_id: str | None = None
+) -> bytes:
+    """The canonical v1 `customer-offboarded` body (send it with OFFBOARDING_PROPERTIES)."""
+    return _encode(offboarding_document(OffboardingRequest(customer_tenant_id, client_id, correlation_id)))
 
 
 def _encode(document: dict[str, Any]) -> bytes:

@@ -119,12 +119,16 @@ class NightlyRun:
         return self._sender
 
     async def start(self, *, now: datetime | None = None) -> tuple[str, int]:
-        """Send a verify message for every link in the ledger (failed and needs-customer-action too)."""
+        """Send a verify message for every link in the ledger (failed and needs-customer-action too),
+        except the links of offboarded customers."""
         sender, queue = self._queue(), self._settings.verify_queue
         started = now or datetime.now(UTC)
         run_id = run_id_for(started)
-        sent, pending = 0, []
+        sent, offboarded, pending = 0, 0, []
         async for state in self._ledger.all_link_states():
+            if state.is_offboarded:
+                offboarded += 1  # the customer is gone: neither checked nor healed
+                continue
             message = verify_message(state, run_id)
             if message is None:
                 logger.warning(
@@ -140,7 +144,13 @@ class NightlyRun:
 
         if await self._ledger.runs.create(run_id, total=sent, started_at=started):
             await self._schedule_check(run_id, 1)
-            logger.info("re-verification run %s started: %d verify messages sent to %s", run_id, sent, queue)
+            logger.info(
+                "re-verification run %s started: %d verify messages sent to %s (%d offboarded, not checked)",
+                run_id,
+                sent,
+                queue,
+                offboarded,
+            )
         else:
             logger.info("re-verification run %s was already started; duplicate messages are dropped", run_id)
         return run_id, sent

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
+from shared.spine.envelope import Source
 from shared.spine.outcomes import OutcomeKind
 from shared.spine.receipts import hashed_row_key, is_final
 from shared.spine.table_row import TableRow
@@ -74,12 +75,32 @@ class LinkState(TableRow):
     last_message_id: str | None = None
     last_run_id: str | None = None
     first_seen_at: datetime | None = None
+    offboarded_at: datetime | None = None
+    """When the customer was offboarded (the first attempt to remove the link): the nightly run no
+    longer checks the link and a body-less relink refuses it, until an onboarding starts anew."""
 
     CONVERT: ClassVar = {"outcome": OutcomeKind, "verified_count": int, "consecutive_failures": int}
 
     @property
     def is_healthy(self) -> bool:
-        return self.outcome.is_success
+        """Linked as asked: a message with another identity must prove itself before replacing it."""
+        return self.outcome.is_success and not self.is_offboarded
+
+    @property
+    def is_offboarded(self) -> bool:
+        return self.offboarded_at is not None
+
+
+def offboarded_at(source: str, previous: LinkState | None, now: datetime) -> datetime | None:
+    """The state's `offboarded_at` after an attempt from `source`: set by the first offboarding
+    attempt and kept by the later ones (and by anything else, say a verify message sent before);
+    cleared by an onboarding or a relink, which start the customer's next chapter."""
+    before = previous.offboarded_at if previous is not None else None
+    if source == Source.OFFBOARDING:
+        return before or now
+    if source in (Source.ONBOARDING, Source.RELINK):
+        return None
+    return before
 
 
 @dataclass(frozen=True, kw_only=True)

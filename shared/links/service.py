@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
 import time
 import uuid
@@ -17,16 +16,21 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from azure.core.pipeline.transport import AioHttpTransport
+
 from shared.links.alerts import alert_credential_broken, alert_foreign_partner, log_deferral, log_outcome
 from shared.links.dead_letters import DeadLetter, broker_reason, dead_letter_attempt
 from shared.links.delivery import Delivery
 from shared.links.ledger import Attempt, Ledger, LedgerView
 from shared.links.linker import BeforeWriteFailed, Linker
 from shared.links.message import MessageRejected, OnboardingRequest, parse_onboarding_message
+from shared.links.verdicts import as_verification, not_checked, partner_not_allowed, redelivered, rejected
 from shared.spine.credentials import CredentialCache
 from shared.spine.decision import DEFERRED, Decision, NextAttempt, after_attempt, before_attempt
 from shared.spine.envelope import (
     ATTEMPT_PROPERTY,
+    KIND_PROPERTY,
+    OFFBOARDED,
     ORIGINAL_ID_PROPERTY,
     PAUSES_PROPERTY,
     RUN_ID_PROPERTY,
@@ -38,7 +42,6 @@ from shared.spine.retry import CredentialBreaker, RetryPolicy, retry_message_id
 from shared.spine.servicebus import QueueSender
 from shared.spine.settings import Settings
 from shared.spine.transport import close_transport, shared_transport
-from shared.spine.untrusted import message_id_for_records
 from shared.spine.write_intent import WriteIntent, settle
 
 logger = logging.getLogger(__name__)
@@ -61,11 +64,16 @@ class LinkService:
         closers: list[Any],
         *,
         sender: QueueSender | None = None,
+        credentials: CredentialCache | None = None,
+        transport: AioHttpTransport | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
         self.linker = linker
         self.sender = sender
+        self.credentials = credentials
+        """The customer credentials, one per (tenant, identity): another domain signs in with them."""
+        self.transport = transport
         self.policy = RetryPolicy(
             max_attempts=settings.max_attempts,
             base_seconds=settings.retry_base_seconds,
@@ -101,7 +109,9 @@ class LinkService:
         closers: list[Any] = [ledger.close, credentials.close, lambda: close_transport(transport)]
         if sender is not None:
             closers.insert(0, sender.close)
-        return cls(settings, ledger, linker, closers, sender=sender)
+        return cls(
+            settings, ledger, linker, closers, sender=sender, credentials=credentials, transport=transport
+        )
 
     async def close(self) -> None:
         for close in self._closers:
@@ -124,39 +134,38 @@ class LinkService:
         Without a Service Bus sender a transient outcome is returned for the caller to retry.
         """
         started = time.monotonic()
-        # The host always sets a MessageId; should one be missing, the body stands in for it so
-        # that redelivery stays idempotent.
-        message_id = message_id_for_records(message_id) or "sha256:" + hashlib.sha256(body).hexdigest()
         delivery = Delivery.of_message(message_id, source, delivery_count, properties or {}, body)
         try:
             request = parse_onboarding_message(
                 body, default_partner_id=self.settings.partner_id, max_bytes=self.settings.max_message_bytes
             )
         except MessageRejected as rejection:
-            outcome = Outcome(
-                OutcomeKind.REJECTED,
-                f"message rejected ({rejection.reason.value}): {rejection.details[0]}",
-                code=rejection.reason.value,
-                remediation="Fix the message at its source and send it again; it will not be retried.",
-                details=rejection.details,
-            )
-            attempt = Attempt(
-                message_id=message_id,
-                source=source.value,
-                customer_tenant_id=rejection.customer_tenant_id,
-                delivery_count=delivery_count,
-                duration_ms=_elapsed_ms(started),
-                run_id=delivery.run_id,
-                original_message_id=delivery.original_id,
-                body_digest=delivery.body_digest,
-            )
-            try:
-                await self.ledger.record(attempt, outcome)
-            except Exception as error:
-                return await self._ledger_unavailable(error, None, delivery, body, retry_scheduled=False)
-            log_outcome(attempt, outcome)
-            return outcome
+            outcome = rejected(rejection)
+            tenant = rejection.customer_tenant_id
+            return await self.record_rejection(outcome, delivery, tenant, body=body, started=started)
         return await self._process(request, delivery, body=body, started=started)
+
+    async def record_rejection(
+        self, outcome: Outcome, delivery: Delivery, tenant: str | None, *, body: bytes, started: float
+    ) -> Outcome:
+        """Record a message refused before any work (no identity to attach it to), under its tenant
+        when it names a valid one; a redelivery writes nothing."""
+        attempt = Attempt(
+            message_id=delivery.message_id,
+            source=delivery.source.value,
+            customer_tenant_id=tenant,
+            delivery_count=delivery.delivery_count,
+            duration_ms=_elapsed_ms(started),
+            run_id=delivery.run_id,
+            original_message_id=delivery.original_id,
+            body_digest=delivery.body_digest,
+        )
+        try:
+            await self.ledger.record(attempt, outcome)
+        except Exception as error:
+            return await self.ledger_unavailable(error, None, delivery, body, retry_scheduled=False)
+        log_outcome(attempt, outcome)
+        return outcome
 
     async def relink(self, request: OnboardingRequest) -> Outcome:
         """An operator's relink: linked now, recorded like any other attempt, never rescheduled."""
@@ -214,36 +223,38 @@ class LinkService:
                 request.customer_tenant_id, delivery.chain_id, request.identity.client_id
             )
         except Exception as error:
-            return await self._ledger_unavailable(
+            return await self.ledger_unavailable(
                 error, request.correlation_id, delivery, body, retry_scheduled=False
             )
-        if view.receipt is not None and view.receipt.blocks(delivery.attempt):
-            logger.info(
-                "duplicate delivery of message %s: already recorded as %s; nothing done",
-                delivery.message_id,
-                view.receipt.outcome.value,
-                extra={"messageId": delivery.message_id, "customerTenantId": request.customer_tenant_id},
-            )
-            return Outcome(view.receipt.outcome, view.receipt.reason, code="duplicate-delivery")
-        step = _Step(request, delivery, body, started, view)
+        duplicate = redelivered(view, delivery, request.customer_tenant_id)
+        if duplicate is not None:
+            return duplicate
+        step = Step(request, delivery, body, started, view)
         if request.partner_id not in self.settings.allowed_partner_ids:
             # Recorded as evidence of the attempt, with no free text from the message: a rejection
             # stores only identifiers.
             step.request = dataclasses.replace(request, customer_name=None, correlation_id=None)
-            return await self._finish(step, Decision(_partner_not_allowed(request.partner_id)))
+            return await self.finish(step, Decision(partner_not_allowed(request.partner_id)))
+        if delivery.source is Source.VERIFY and view.state is not None and view.state.is_offboarded:
+            # A verify message sent before the customer was offboarded: nothing is called.
+            return await self.finish(step, Decision(not_checked(view.state)))
+        held = self.held_back(step)
+        return await self.finish(step, held) if held is not None else await self._link(step)
+
+    def held_back(self, step: Step) -> Decision | None:
+        """The decision before an attempt (`before_attempt`): None to go on; otherwise the attempt
+        waited too long for a broken partner credential, or is deferred while its breaker is open."""
         held = before_attempt(
-            delivery.counters,
+            step.delivery.counters,
             self.policy,
-            paused_for=self.breaker.remaining(_credential_key(request)),
+            paused_for=self.breaker.remaining(_credential_key(step.request)),
             can_reschedule=step.can_reschedule(self.sender),
         )
-        if held is not None:
-            if held.outcome.code == DEFERRED.code:
-                log_deferral(step.delivery.message_id, step.request, held)
-            return await self._finish(step, held)
-        return await self._link(step)
+        if held is not None and held.outcome.code == DEFERRED.code:
+            log_deferral(step.delivery.message_id, step.request, held)
+        return held
 
-    async def _link(self, step: _Step) -> Outcome:
+    async def _link(self, step: Step) -> Outcome:
         request, delivery = step.request, step.delivery
 
         async def before_write(intent: WriteIntent) -> None:
@@ -256,21 +267,21 @@ class LinkService:
             )
         except BeforeWriteFailed as failed:
             error = failed.__cause__ if isinstance(failed.__cause__, Exception) else failed
-            return await self._ledger_unavailable(
+            return await self.ledger_unavailable(
                 error, request.correlation_id, delivery, step.body, retry_scheduled=False
             )
         outcome = settle(outcome, step.intent)
         if delivery.source is Source.VERIFY:
-            outcome = _as_verification(outcome)
-        self._watch_credential(step, outcome)
+            outcome = as_verification(outcome)
+        self.watch_credential(step, outcome)
         decision = after_attempt(
             outcome, delivery.counters, self.policy, can_reschedule=step.can_reschedule(self.sender)
         )
         if outcome.kind in (OutcomeKind.RECLAIMED, OutcomeKind.FOREIGN_PARTNER):
             alert_foreign_partner(request, outcome)
-        return await self._finish(step, decision)
+        return await self.finish(step, decision)
 
-    def _watch_credential(self, step: _Step, outcome: Outcome) -> None:
+    def watch_credential(self, step: Step, outcome: Outcome) -> None:
         """Open the credential's breaker when it is found broken (one ALERT), close it when it works."""
         key = _credential_key(step.request)
         if outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN:
@@ -288,7 +299,7 @@ class LinkService:
             )
         return request
 
-    async def _finish(self, step: _Step, decision: Decision) -> Outcome:
+    async def finish(self, step: Step, decision: Decision) -> Outcome:
         """Schedule the next attempt (if any), then record the outcome and log it."""
         request, delivery = step.request, step.delivery
         outcome, next_attempt = decision.outcome, decision.next_attempt
@@ -312,7 +323,7 @@ class LinkService:
         except Exception as error:
             # The link may already be made: the retry finds it in place and, from the intent
             # recorded before the change, records what was changed, once.
-            return await self._ledger_unavailable(
+            return await self.ledger_unavailable(
                 error, request.correlation_id, delivery, step.body, retry_scheduled=next_attempt is not None
             )
         if recorded.duplicate:
@@ -321,7 +332,7 @@ class LinkService:
         log_outcome(attempt, outcome)
         return outcome
 
-    async def _ledger_unavailable(
+    async def ledger_unavailable(
         self,
         error: Exception,
         correlation_id: str | None,
@@ -378,6 +389,8 @@ class LinkService:
         }
         if delivery.run_id:
             properties[RUN_ID_PROPERTY] = delivery.run_id
+        if delivery.source is Source.OFFBOARDING:
+            properties[KIND_PROPERTY] = OFFBOARDED  # the copy is an offboarding message too
         await self.sender.schedule(
             self.queue_of(delivery.source),
             body,
@@ -389,7 +402,7 @@ class LinkService:
 
 
 @dataclasses.dataclass
-class _Step:
+class Step:
     """One attempt on its way through the service: the request, where it came from, what the
     ledger said before linking (None once the ledger has changed since)."""
 
@@ -412,7 +425,7 @@ def _credential_key(request: OnboardingRequest) -> tuple[str, ...]:
     return (identity.type.value, identity.client_id, identity.key_vault_secret_name or "")
 
 
-def _attempt(step: _Step, decided_at: datetime, next_attempt: NextAttempt | None) -> Attempt:
+def _attempt(step: Step, decided_at: datetime, next_attempt: NextAttempt | None) -> Attempt:
     delivery = step.delivery
     return Attempt(
         message_id=delivery.message_id,
@@ -426,29 +439,6 @@ def _attempt(step: _Step, decided_at: datetime, next_attempt: NextAttempt | None
         body_digest=delivery.body_digest,
         next_attempt=next_attempt.number if next_attempt else None,
     ).about(step.request)
-
-
-def _partner_not_allowed(partner_id: str) -> Outcome:
-    return Outcome(
-        OutcomeKind.REJECTED,
-        f"partner ID {partner_id} is not one of ours (ALLOWED_PARTNER_IDS); nothing was changed",
-        code="partner-id-not-allowed",
-        remediation="Send the message without partnerId (PARTNER_ID is used) or with one of "
-        "ALLOWED_PARTNER_IDS; if the ID is ours, add it to ALLOWED_PARTNER_IDS.",
-    )
-
-
-def _as_verification(outcome: Outcome) -> Outcome:
-    """In a re-verification, a link already in place is `verified` and one made again is `healed`."""
-    if outcome.kind is OutcomeKind.ALREADY_LINKED:
-        return dataclasses.replace(outcome, kind=OutcomeKind.VERIFIED, reason=f"in place: {outcome.reason}")
-    if outcome.kind is OutcomeKind.LINKED:
-        return dataclasses.replace(
-            outcome,
-            kind=OutcomeKind.HEALED,
-            reason=f"the link was missing and is made again: {outcome.reason}",
-        )
-    return outcome
 
 
 def _elapsed_ms(started: float) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -35,25 +36,71 @@ logger = logging.getLogger(__name__)
 # Settings.arm_scope and Settings.federated_token_audience derive them from the configured endpoints.
 
 
+_ASSERTION_MARGIN_SECONDS = 300
+"""An assertion this close to its expiry is fetched again: Entra ID must still accept it when the
+token request that carries it arrives."""
+
+
+class HostAssertion:
+    """The Function App's managed-identity token for the federated exchange, shared by every
+    federated credential and fetched again only when it is about to expire.
+
+    Before, each federated `get_token` asked the managed identity for it (a cache hit in
+    azure-identity, but a whole token lookup per call, twice per link). One refresh runs at a time;
+    the others wait for it without blocking the loop.
+    """
+
+    def __init__(self, host: AsyncTokenCredential, audience: str) -> None:
+        self._host = host
+        self._scope = f"{audience}/.default"
+        self._token: AccessToken | None = None
+        self._lock = asyncio.Lock()
+
+    def _fresh(self) -> str | None:
+        token = self._token
+        if token is not None and token.expires_on - time.time() > _ASSERTION_MARGIN_SECONDS:
+            return token.token
+        return None
+
+    async def get(self) -> str:
+        """A managed-identity token valid for at least five more minutes."""
+        fresh = self._fresh()
+        if fresh is not None:
+            return fresh
+        async with self._lock:
+            fresh = self._fresh()  # another caller may have refreshed it while this one waited
+            if fresh is None:
+                self._token = await self._host.get_token(self._scope)
+                fresh = self._token.token
+            return fresh
+
+
 class _FederatedCredential:
     """ClientAssertionCredential whose assertion is the Function App's managed-identity token.
 
-    ClientAssertionCredential wants a synchronous callable; fetching the managed-identity token
-    asynchronously just before each token request keeps the event loop free.
+    ClientAssertionCredential wants a synchronous callable; making sure just before each token
+    request that the assertion is fresh (asynchronously, `HostAssertion`) keeps the event loop free.
+    The inner credential calls the callable only when it asks Entra ID for a token.
     """
 
     def __init__(
-        self, tenant_id: str, client_id: str, host: AsyncTokenCredential, audience: str, **kwargs: Any
+        self,
+        tenant_id: str,
+        client_id: str,
+        host: AsyncTokenCredential,
+        audience: str,
+        *,
+        assertion: HostAssertion | None = None,
+        **kwargs: Any,
     ) -> None:
         from azure.identity.aio import ClientAssertionCredential
 
-        self._host = host
-        self._exchange_scope = f"{audience}/.default"
+        self._source = assertion or HostAssertion(host, audience)
         self._assertion = ""
         self._inner = ClientAssertionCredential(tenant_id, client_id, lambda: self._assertion, **kwargs)
 
     async def _refresh_assertion(self) -> None:
-        self._assertion = (await self._host.get_token(self._exchange_scope)).token
+        self._assertion = await self._source.get()
 
     async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         await self._refresh_assertion()
@@ -103,6 +150,7 @@ class CredentialCache:
         self._max_entries = max_entries or settings.credential_cache_size
         self._entries: OrderedDict[CredentialKey, asyncio.Future[AsyncTokenCredential]] = OrderedDict()
         self._secret_client: Any = None
+        self._assertion: HostAssertion | None = None
 
     @property
     def host_credential(self) -> AsyncTokenCredential:
@@ -164,11 +212,14 @@ class CredentialCache:
 
     async def _build(self, tenant_id: str, identity: Identity) -> AsyncTokenCredential:
         if identity.type is IdentityType.FEDERATED:
+            if self._assertion is None:
+                self._assertion = HostAssertion(self.host_credential, self._settings.federated_token_audience)
             return _FederatedCredential(
                 tenant_id,
                 identity.client_id,
                 self.host_credential,
                 self._settings.federated_token_audience,
+                assertion=self._assertion,
                 **self._client_kwargs(),
             )
         assert identity.key_vault_secret_name is not None

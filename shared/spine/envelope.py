@@ -21,8 +21,12 @@ ORIGINAL_ID_PROPERTY = "palOriginalMessageId"
 RUN_ID_PROPERTY = "palRunId"
 """The nightly re-verification run a verify message belongs to."""
 KIND_PROPERTY = "palKind"
-"""Set on the verify queue's run-summary checks (value RUN_SUMMARY); absent on verify messages."""
+"""What a message is. On the verify queue: RUN_SUMMARY for a run's summary check, absent on verify
+messages. On the onboarding queue: OFFBOARDED for a `customer-offboarded` message, absent (or
+ONBOARDED) for a `customer-onboarded` one."""
 RUN_SUMMARY = "run-summary"
+ONBOARDED = "customer-onboarded"
+OFFBOARDED = "customer-offboarded"
 CHECK_PROPERTY = "palCheck"
 """The number of a run-summary check."""
 REPLAY_OF_PROPERTY = "palReplayOf"
@@ -59,3 +63,21 @@ class Source(StrEnum):
     ONBOARDING = "onboarding"
     VERIFY = "verify"
     RELINK = "relink"
+    OFFBOARDING = "offboarding"
+    """A `customer-offboarded` message, or an operator's offboard call: the link is removed."""
+
+
+def onboarding_queue_source(properties: Mapping[str, Any]) -> Source:
+    """What a message on the onboarding queue asks for, by its KIND_PROPERTY: ONBOARDING when the
+    property is absent or ONBOARDED; OFFBOARDING for any other value, whose handler accepts only
+    OFFBOARDED and rejects the rest, so a misspelt kind is refused rather than taken for an onboarding."""
+    kind = properties.get(KIND_PROPERTY)
+    if isinstance(kind, bytes):
+        kind = kind.decode("utf-8", "replace")
+    return Source.ONBOARDING if kind in (None, ONBOARDED) else Source.OFFBOARDING
+
+
+def is_offboarding(properties: Mapping[str, Any]) -> bool:
+    """KIND_PROPERTY says `customer-offboarded` (as a string, or as the bytes the AMQP SDK gives)."""
+    kind = properties.get(KIND_PROPERTY)
+    return kind == OFFBOARDED or kind == OFFBOARDED.encode()

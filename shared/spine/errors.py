@@ -75,6 +75,11 @@ _CONSENT = (
 _AADSTS_CODES: dict[int, tuple[OutcomeKind, str, str | None]] = {
     700016: (OutcomeKind.NEEDS_CUSTOMER_ACTION, "the partner's app is not in the customer tenant", _CONSENT),
     7000229: (OutcomeKind.NEEDS_CUSTOMER_ACTION, "the app has no service principal in the tenant", _CONSENT),
+    65001: (
+        OutcomeKind.NEEDS_CUSTOMER_ACTION,
+        "consent to the partner's app was not granted or was withdrawn",
+        _CONSENT,
+    ),
     90002: (
         OutcomeKind.NEEDS_CUSTOMER_ACTION,
         "the customer tenant was not found",
@@ -131,6 +136,12 @@ _AADSTS_CODES: dict[int, tuple[OutcomeKind, str, str | None]] = {
     ),
     700024: (OutcomeKind.TRANSIENT, "the client assertion is outside its valid time range", None),
 }
+
+IDENTITY_GONE = frozenset({"AADSTS700016", "AADSTS7000229", "AADSTS65001", "AADSTS90002"})
+"""Sign-in refusals that mean the identity no longer exists for the tenant (its service principal
+deleted, consent withdrawn, the tenant gone): a link belongs to its identity, so it went with it.
+Not a disabled app (AADSTS7000112) or a Conditional Access block (AADSTS53003): those identities
+and their links still exist."""
 
 _TAGGED = f"tagged {TENANT_TAG}={{tenant_id}} {CLIENT_TAG}={{client_id}}"
 # UnusableSecret code -> (kind, reason, remediation); a secret's name, GUIDs and our words only.

@@ -34,6 +34,9 @@ class OutcomeKind(StrEnum):
     REJECTED = "rejected"
     RETIRED = "retired"
     """An operator retired the identity's record: the nightly run no longer checks it."""
+    UNLINKED = "unlinked"
+    """Offboarded: the identity's link was removed (or none was left, or the identity itself is gone,
+    and its link with it); the nightly run no longer checks it."""
 
     @property
     def is_success(self) -> bool:
@@ -54,6 +57,7 @@ _SUCCESS = frozenset(
         OutcomeKind.UPDATED,
         OutcomeKind.KEPT_OTHER_PARTNER,
         OutcomeKind.RECLAIMED,
+        OutcomeKind.UNLINKED,
     }
 )
 

@@ -55,6 +55,47 @@ CLOUDS = (
 )
 
 
+_POWER_PLATFORM_HOSTS = {
+    "BAP_ENDPOINT": "api.bap.microsoft.com",
+    "POWERAPPS_ENDPOINT": "api.powerapps.com",
+    "FLOW_ENDPOINT": "api.flow.microsoft.com",
+    "POWERBI_ENDPOINT": "api.powerbi.com",
+}
+_DATAVERSE_HOST = re.compile(r"^[a-z0-9-]+\.crm[0-9]*\.dynamics\.com$")
+
+
+@dataclass(frozen=True)
+class PowerPlatformEndpoints:
+    """The Power Platform admin APIs the attribution audit reads (public cloud), and which Dataverse
+    instance URLs may receive a token: an environment's URL comes from BAP's answer, so it is
+    checked before a token is sent to it."""
+
+    bap: str
+    powerapps: str
+    flow: str
+    powerbi: str
+    allow_custom: bool
+
+    def dataverse_allowed(self, instance_url: str) -> bool:
+        """An https Dataverse host of the public cloud (or, for the local stand-in, a URL on the same
+        origin as the admin APIs)."""
+        parsed = urlparse(instance_url)
+        if parsed.scheme != "https" or not parsed.hostname or parsed.username or parsed.password:
+            return False
+        if _DATAVERSE_HOST.fullmatch(parsed.hostname.lower()) and parsed.port in (None, 443):
+            return True
+        return self.allow_custom and f"{parsed.scheme}://{parsed.netloc}" == self.bap.rstrip("/")
+
+
+PUBLIC_POWER_PLATFORM = PowerPlatformEndpoints(
+    "https://api.bap.microsoft.com",
+    "https://api.powerapps.com",
+    "https://api.flow.microsoft.com",
+    "https://api.powerbi.com",
+    allow_custom=False,
+)
+
+
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
 
@@ -108,6 +149,9 @@ class Settings:
     """`managed-identity` (Azure) or `default` (DefaultAzureCredential: a developer's az login)."""
     sdk_retry_total: int
     http_timeout_seconds: float
+    audit_queue: str = "attribution-audit"
+    """Queue of the attribution audit's customer and environment messages (AUDIT_QUEUE)."""
+    power_platform: PowerPlatformEndpoints = PUBLIC_POWER_PLATFORM
 
     @property
     def connection_verify(self) -> str | bool:
@@ -292,6 +336,24 @@ class _Reader:
             )
         return _CloudEndpoints(authority, arm, key_vault_url, audience, arm_audience or arm, allow_custom)
 
+    def _power_platform(self, allow_custom: bool) -> PowerPlatformEndpoints:
+        """The admin APIs' hosts: the public cloud's, unless ALLOW_CUSTOM_ENDPOINTS (a local stand-in)."""
+        urls = [
+            self._https_url("BAP_ENDPOINT", "https://api.bap.microsoft.com"),
+            self._https_url("POWERAPPS_ENDPOINT", "https://api.powerapps.com"),
+            self._https_url("FLOW_ENDPOINT", "https://api.flow.microsoft.com"),
+            self._https_url("POWERBI_ENDPOINT", "https://api.powerbi.com"),
+        ]
+        for (name, host), url in zip(_POWER_PLATFORM_HOSTS.items(), urls, strict=True):
+            assert url is not None
+            if urlparse(url).hostname != host and not allow_custom:
+                raise SettingsError(
+                    f"setting {name} must be https://{host} "
+                    "(other hosts only with ALLOW_CUSTOM_ENDPOINTS=true)"
+                )
+        bap, powerapps, flow, powerbi = (url.rstrip("/") for url in urls if url is not None)
+        return PowerPlatformEndpoints(bap, powerapps, flow, powerbi, allow_custom)
+
     def _partner(self) -> tuple[str, frozenset[str], OnOtherPartner]:
         """PARTNER_ID, ALLOWED_PARTNER_IDS (always including it) and ON_OTHER_PARTNER."""
         partner_id = self._required("PARTNER_ID")
@@ -315,8 +377,9 @@ class _Reader:
             raise SettingsError("setting PAL_CA_BUNDLE must name an existing PEM file")
         return client_id, ca_bundle
 
-    def _queues(self) -> tuple[str | None, str, str]:
-        """The Service Bus namespace (identity-based connection) and the two queues."""
+    def _queues(self) -> tuple[str | None, tuple[str, str, str]]:
+        """The Service Bus namespace (identity-based connection) and the queues: onboarding, verify,
+        audit."""
         namespace = self._get("ServiceBusConnection__fullyQualifiedNamespace")
         if namespace is not None and not _HOST_NAME.fullmatch(namespace):
             raise SettingsError(
@@ -325,14 +388,15 @@ class _Reader:
             )
         queue = self._get("ONBOARDING_QUEUE", "customer-onboarded")
         verify_queue = self._get("VERIFY_QUEUE", "link-verify")
-        assert queue is not None and verify_queue is not None
-        return namespace, queue, verify_queue
+        audit_queue = self._get("AUDIT_QUEUE", "attribution-audit")
+        assert queue is not None and verify_queue is not None and audit_queue is not None
+        return namespace, (queue, verify_queue, audit_queue)
 
     def settings(self) -> Settings:
         partner_id, allowed, on_other_partner = self._partner()
         connection_string, table_uri, table = self._ledger()
         client_id, ca_bundle = self._host()
-        namespace, queue, verify_queue = self._queues()
+        namespace, (queue, verify_queue, audit_queue) = self._queues()
         cloud = self._cloud()
         return Settings(
             partner_id=partner_id,
@@ -369,4 +433,6 @@ class _Reader:
             ),
             sdk_retry_total=self._int("SDK_RETRY_TOTAL", 2, 0, 10),
             http_timeout_seconds=float(self._int("HTTP_TIMEOUT_SECONDS", 30, 1, 230)),
+            audit_queue=audit_queue,
+            power_platform=self._power_platform(cloud.allow_custom),
         )
