@@ -196,6 +196,7 @@ async def one_night(settings: Any, concurrency: int, run_id: str, table_ms: floa
         "cpuSeconds": cpu,
         "outcomes": dict(outcomes),
         "tableRequests": sum(table_requests.values()),
+        "profiled": profile is not None,
     }
 
 
@@ -350,7 +351,8 @@ def print_night(night: dict[str, Any], links: int, latency: Latency, baseline_pe
     limit = f"limit {ideal:.1f} s, {links / ideal:.0f} links/s"
     print(f"  share of the latency limit  {ideal / seconds:.0%} ({limit})")
     print(f"  table requests per link     {night['tableRequests'] / links:.2f}")
-    print(f"  CPU per link (this process) {night['cpuSeconds'] / links * 1000:.1f} ms")
+    profiled = " (under cProfile: inflated, compare unprofiled runs)" if night["profiled"] else ""
+    print(f"  CPU per link (this process) {night['cpuSeconds'] / links * 1000:.1f} ms{profiled}")
     print(f"  speed-up over the baseline  {baseline_per_link / (seconds / links):.0f}x")
     print(
         f"  projected per instance      10,000 links {10_000 / rate / 60:.1f} min, "
