@@ -24,7 +24,7 @@ run: setup
 
 ## test: lint, type-check and run the whole test suite (starts and stops its own local services)
 test: setup lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses 4
 
 ## bench: re-verify 10,000 links with 50 ms latency and print the figures (not part of the tests)
 bench: setup
