@@ -7,16 +7,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from palctl.api import ApiTarget, Response, api_session, call
 from palctl.errors import Failed
-from palctl.options import (
-    TENANT_EXAMPLE,
-    examples,
-)
 
 if TYPE_CHECKING:
     pass
@@ -26,17 +20,6 @@ PAGE_SIZE = 1000
 STATUSES = ("attributed", "not-attributed", "unknown")
 """The finding statuses, in the order the tables show them (an unknown one from the API follows)."""
 STATUS_STYLES = {"attributed": "green", "not-attributed": "red", "unknown": "yellow"}
-REPORT_EPILOG = examples(
-    f"palctl attribution report --tenant {TENANT_EXAMPLE}",
-    "palctl attribution report --tenant T --status not-attributed --product cloud-flow",
-    "palctl attribution report --tenant T --csv findings.csv",
-    "palctl attribution report --coverage-below 0.8",
-    "palctl attribution report --csv every-finding.csv -o json",
-)
-ApiUrl = Annotated[
-    str | None,
-    typer.Option(metavar="URL", help="the Function App's URL (env PAL_API_URL, config api-url)"),
-]
 
 
 # --- the API ------------------------------------------------------------------------------------

@@ -7,36 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from palctl.attribution_data import CustomerReport, Run
-from palctl.options import (
-    TENANT_EXAMPLE,
-    examples,
-)
+from palctl.attribution_data import STATUS_STYLES, STATUSES, CustomerReport, Run
 from palctl.output import rich_table
 
 if TYPE_CHECKING:
     from palctl.terminal import Session
-
-PAGE_SIZE = 1000
-"""Findings per request: the API's largest `top`."""
-STATUSES = ("attributed", "not-attributed", "unknown")
-"""The finding statuses, in the order the tables show them (an unknown one from the API follows)."""
-STATUS_STYLES = {"attributed": "green", "not-attributed": "red", "unknown": "yellow"}
-REPORT_EPILOG = examples(
-    f"palctl attribution report --tenant {TENANT_EXAMPLE}",
-    "palctl attribution report --tenant T --status not-attributed --product cloud-flow",
-    "palctl attribution report --tenant T --csv findings.csv",
-    "palctl attribution report --coverage-below 0.8",
-    "palctl attribution report --csv every-finding.csv -o json",
-)
-ApiUrl = Annotated[
-    str | None,
-    typer.Option(metavar="URL", help="the Function App's URL (env PAL_API_URL, config api-url)"),
-]
 
 
 # --- for people ---------------------------------------------------------------------------------

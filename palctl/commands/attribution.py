@@ -26,6 +26,7 @@ import typer
 from palctl import checks
 from palctl.api import ApiTarget, api_target
 from palctl.attribution_data import (
+    PAGE_SIZE,
     CoverageCells,
     CustomerCoverage,
     CustomerReport,
@@ -51,11 +52,6 @@ from palctl.output import OutputFormat, Report, render, rich_table
 if TYPE_CHECKING:
     from palctl.terminal import Session
 
-PAGE_SIZE = 1000
-"""Findings per request: the API's largest `top`."""
-STATUSES = ("attributed", "not-attributed", "unknown")
-"""The finding statuses, in the order the tables show them (an unknown one from the API follows)."""
-STATUS_STYLES = {"attributed": "green", "not-attributed": "red", "unknown": "yellow"}
 REPORT_EPILOG = examples(
     f"palctl attribution report --tenant {TENANT_EXAMPLE}",
     "palctl attribution report --tenant T --status not-attributed --product cloud-flow",

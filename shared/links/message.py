@@ -250,14 +250,7 @@ def parse_onboarding_document(
     """Validate a decoded message (a JSON value, normally an object), or raise MessageRejected with
     every problem found. `screened`: the caller has already refused every field of `document` that
     holds or is named like a credential (`find_credentials`), so it is not scanned again."""
-    tenant_hint = _tenant_hint(document)
-    if not screened:
-        _refuse_credentials(document, tenant_hint)
-    if not isinstance(document, dict):
-        raise MessageRejected(
-            RejectionReason.INVALID_FIELD, [f"message: must be a JSON object, got {_json_type(document)}"]
-        )
-    version = _schema_version(document, tenant_hint)
+    tenant_hint, version = _opened(document, screened)
 
     problems: list[str] = []
     _unknown_fields(problems, document, _TOP_FIELDS, "")
@@ -282,6 +275,19 @@ def parse_onboarding_document(
         correlation_id=correlation_id,
         schema_version=version,
     )
+
+
+def _opened(document: Any, screened: bool) -> tuple[str | None, int]:
+    """The checks every message kind starts with: no credential anywhere (unless the caller has
+    screened it), a JSON object, a supported schemaVersion. Returns the tenant hint and the version."""
+    tenant_hint = _tenant_hint(document)
+    if not screened:
+        _refuse_credentials(document, tenant_hint)
+    if not isinstance(document, dict):
+        raise MessageRejected(
+            RejectionReason.INVALID_FIELD, [f"message: must be a JSON object, got {_json_type(document)}"]
+        )
+    return tenant_hint, _schema_version(document, tenant_hint)
 
 
 def _refuse_credentials(document: Any, tenant_hint: str | None) -> None:
@@ -374,14 +380,7 @@ def parse_offboarding_message(body: bytes, *, max_bytes: int) -> OffboardingRequ
 def parse_offboarding_document(document: Any, *, screened: bool = False) -> OffboardingRequest:
     """Validate a decoded `customer-offboarded` message, or raise MessageRejected with every problem
     found. `screened`: as for `parse_onboarding_document`."""
-    tenant_hint = _tenant_hint(document)
-    if not screened:
-        _refuse_credentials(document, tenant_hint)
-    if not isinstance(document, dict):
-        raise MessageRejected(
-            RejectionReason.INVALID_FIELD, [f"message: must be a JSON object, got {_json_type(document)}"]
-        )
-    version = _schema_version(document, tenant_hint)
+    tenant_hint, version = _opened(document, screened)
     problems: list[str] = []
     _unknown_fields(problems, document, _OFFBOARDING_FIELDS, "")
     tenant_id = _guid(problems, document, "customerTenantId", "customerTenantId")
