@@ -299,7 +299,12 @@ def main() -> int:
         scenario_file.write_text(json.dumps(document))
         sandbox = Sandbox(scenario_file, Path(work) / "cloud")
         try:
-            for target, milliseconds in (("token", latency.token_ms), ("arm", latency.arm_ms)):
+            arm_ms = latency.arm_ms  # role assignments are ARM too (the recognition check)
+            for target, milliseconds in (
+                ("token", latency.token_ms),
+                ("arm", arm_ms),
+                ("authorization", arm_ms),
+            ):
                 rule = {"target": target, "kind": "latency", "latencyMs": milliseconds}
                 sandbox.admin("POST", "faults", {"tenantId": "*", "rule": rule})
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from shared.attribution.api import AttributionApi
     from shared.attribution.audit import AttributionAudit
     from shared.links.api import LinksApi
+    from shared.links.evidence import EvidenceApi
     from shared.links.service import LinkService
 
 
@@ -30,6 +31,12 @@ async def links_api() -> LinksApi:
     from shared.links.api import LinksApi
 
     return LinksApi.of(await service())
+
+
+async def evidence_api() -> EvidenceApi:
+    from shared.links.evidence import EvidenceApi
+
+    return EvidenceApi.of(await service())
 
 
 async def handle_queue_message(message: func.ServiceBusMessage, source: Source) -> None:

@@ -8,7 +8,7 @@ from shared.spine.problem import method_not_allowed
 
 from .answers import ALL_METHODS as _ALL_METHODS
 from .answers import reply as _reply
-from .core import links_api
+from .core import evidence_api, links_api
 
 bp = func.Blueprint()
 
@@ -51,6 +51,17 @@ async def get_link(req: func.HttpRequest) -> func.HttpResponse:
         return _reply(method_not_allowed(req.method, ["GET"]))
     api = await links_api()
     return _reply(await api.get_link(req.route_params["customerTenantId"]))
+
+
+@bp.function_name("link_evidence")
+@bp.route(route="links/{customerTenantId}/evidence", methods=_ALL_METHODS, auth_level=func.AuthLevel.FUNCTION)
+async def link_evidence(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/links/{customerTenantId}/evidence: each link's evidence record (attestation fields,
+    the verified interval, the Azure roles and scopes it earns through)."""
+    if req.method != "GET":
+        return _reply(method_not_allowed(req.method, ["GET"]))
+    api = await evidence_api()
+    return _reply(await api.get(req.route_params["customerTenantId"]))
 
 
 @bp.function_name("retire_identity")

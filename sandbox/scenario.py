@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
+from .scenario_authorization import AzureSubscription, CustomRole, parse_custom_roles, parse_subscriptions
 from .scenario_fields import Fields, unique, whole
 from .scenario_power_platform import PowerPlatform, parse_power_platform
 
-FaultTarget = Literal["token", "arm", "keyvault", "bap", "powerapps", "flow", "dataverse", "powerbi", "any"]
+FaultTarget = Literal[
+    "token", "arm", "authorization", "keyvault", "bap", "powerapps", "flow", "dataverse", "powerbi", "any"
+]
 FaultKind = Literal["latency", "status", "drop", "aadsts", "ignore-write"]
 PutWhenLinked = Literal["conflict", "ok"]
 EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
@@ -64,7 +67,8 @@ class FaultRule:
     an idempotent request (GET/PUT/DELETE) once by itself, so use count=2 or None to make the caller
     see it. aadsts: Entra's answer for that code (target "token" only). ignore-write: an ARM PUT or
     PATCH of a link that exists is answered 200 with the link as it was, unchanged (target "arm").
-    Targets bap, powerapps, flow, dataverse and powerbi are the Power Platform stand-ins, one each.
+    Targets bap, powerapps, flow, dataverse and powerbi are the Power Platform stand-ins, one each;
+    authorization is ARM's subscriptions and Microsoft.Authorization (role assignments, definitions).
     """
 
     target: FaultTarget
@@ -183,6 +187,8 @@ class Tenant:
     links: tuple[Link, ...] = ()
     faults: tuple[FaultRule, ...] = ()
     power_platform: PowerPlatform | None = None  # None: no Power Platform grants nor resources
+    subscriptions: tuple[AzureSubscription, ...] = ()  # Azure subscriptions and role assignments
+    custom_roles: tuple[CustomRole, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -242,17 +248,7 @@ class Scenario:
             "Key Vault secret name",
         )
         tenants = tuple(_tenant(path, item, apps, partner_ids) for path, item in top.items("tenants"))
-        unique([(f"tenants[{i}].tenantId", tenant.tenant_id) for i, tenant in enumerate(tenants)], "tenantId")
-        unique(
-            [
-                (f"tenants[{i}].powerPlatform.environments[{j}].id", environment.env_id)
-                for i, tenant in enumerate(tenants)
-                for j, environment in enumerate(
-                    tenant.power_platform.environments if tenant.power_platform else ()
-                )
-            ],
-            "environment id (each has its own Dataverse URL)",
-        )
+        _unique_across(tenants)
         return cls(
             partner_tenant_id=partner_tenant_id,
             managed_identity=managed_identity,
@@ -263,6 +259,29 @@ class Scenario:
             token_lifetime_seconds=top.integer("tokenLifetimeSeconds", 3600),
             description=str(top.value.get("description", "")),
         )
+
+
+def _unique_across(tenants: tuple[Tenant, ...]) -> None:
+    """What must be unique across tenants: their IDs, environment IDs and subscription IDs."""
+    unique([(f"tenants[{i}].tenantId", tenant.tenant_id) for i, tenant in enumerate(tenants)], "tenantId")
+    unique(
+        [
+            (f"tenants[{i}].powerPlatform.environments[{j}].id", environment.env_id)
+            for i, tenant in enumerate(tenants)
+            for j, environment in enumerate(
+                tenant.power_platform.environments if tenant.power_platform else ()
+            )
+        ],
+        "environment id (each has its own Dataverse URL)",
+    )
+    unique(
+        [
+            (f"tenants[{i}].subscriptions[{j}].subscriptionId", subscription.subscription_id)
+            for i, tenant in enumerate(tenants)
+            for j, subscription in enumerate(tenant.subscriptions)
+        ],
+        "subscriptionId (a subscription belongs to one tenant)",
+    )
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -298,9 +317,43 @@ def _app(path: str, item: object) -> App:
 
 def _tenant(path: str, item: object, apps: tuple[App, ...], partner_ids: Mapping[str, str]) -> Tenant:
     fields = _Fields(
-        item, path, ("tenantId", "name", "servicePrincipals", "links", "faults", "powerPlatform")
+        item,
+        path,
+        (
+            "tenantId",
+            "name",
+            "servicePrincipals",
+            "links",
+            "faults",
+            "powerPlatform",
+            "subscriptions",
+            "customRoles",
+        ),
     )
-    client_ids = {app.client_id for app in apps}
+    principals = _principals(fields, path, {app.client_id for app in apps})
+    links = _links(fields, path, {principal.object_id for principal in principals}, partner_ids)
+    roles = parse_custom_roles(fields.value.get("customRoles"), fields.at("customRoles"))
+    return Tenant(
+        tenant_id=fields.guid("tenantId"),
+        name=fields.text("name"),
+        service_principals=tuple(principals),
+        links=tuple(links),
+        faults=tuple(FaultRule.from_dict(raw, fault_path) for fault_path, raw in fields.items("faults")),
+        power_platform=parse_power_platform(
+            fields.value.get("powerPlatform"),
+            fields.at("powerPlatform"),
+            {p.object_id: p.client_id for p in principals},
+        ),
+        subscriptions=parse_subscriptions(
+            fields.value.get("subscriptions"),
+            fields.at("subscriptions"),
+            {r.role_definition_id for r in roles},
+        ),
+        custom_roles=roles,
+    )
+
+
+def _principals(fields: _Fields, path: str, client_ids: set[str]) -> list[ServicePrincipal]:
     principals = []
     for sp_path, raw in fields.items("servicePrincipals"):
         sp = _Fields(raw, sp_path, ("clientId", "objectId", "enabled"))
@@ -319,7 +372,10 @@ def _tenant(path: str, item: object, apps: tuple[App, ...], partner_ids: Mapping
         [(f"{path}.servicePrincipals[{i}].objectId", p.object_id) for i, p in enumerate(principals)],
         "objectId",
     )
-    object_ids = {principal.object_id for principal in principals}
+    return principals
+
+
+def _links(fields: _Fields, path: str, object_ids: set[str], partner_ids: Mapping[str, str]) -> list[Link]:
     links = []
     for link_path, raw in fields.items("links"):
         link = _Fields(raw, link_path, ("objectId", "partnerId"))
@@ -334,15 +390,4 @@ def _tenant(path: str, item: object, apps: tuple[App, ...], partner_ids: Mapping
         [(f"{path}.links[{i}].objectId", link.object_id) for i, link in enumerate(links)],
         "objectId (one link each)",
     )
-    return Tenant(
-        tenant_id=fields.guid("tenantId"),
-        name=fields.text("name"),
-        service_principals=tuple(principals),
-        links=tuple(links),
-        faults=tuple(FaultRule.from_dict(raw, fault_path) for fault_path, raw in fields.items("faults")),
-        power_platform=parse_power_platform(
-            fields.value.get("powerPlatform"),
-            fields.at("powerPlatform"),
-            {p.object_id: p.client_id for p in principals},
-        ),
-    )
+    return links

@@ -87,6 +87,9 @@ async def test_nightly_run_verifies_heals_and_summarises(
     assert (run.count("verified"), run.count("healed"), run.count("reclaimed")) == (1, 1, 1)
     assert any(r.getMessage().startswith("ALERT foreign partner ID") for r in caplog.records)
     assert run.count("needs-customer-action") == 1
+    # Each link put back in place had its Azure recognition checked (demo.json: Contributor in
+    # Northwind, Support Request Contributor in Fabrikam, only Reader in Tailspin).
+    assert dict(run.earning) == {"earning": 2, "not-earning": 1, "unchecked": 1} and run.stopped_earning == 0
     assert any(
         "re-verification run" in r.getMessage() and "finished" in r.getMessage() for r in caplog.records
     )

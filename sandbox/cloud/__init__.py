@@ -3,7 +3,8 @@
 One server, one port, one in-memory world. The rooms: `state` (tenants, principals, links, secrets,
 counters, the lock), `faults` (injected per tenant and target), `tokens` (the signing key),
 `oauth` (Entra's errors), one module per stand-in service (`entra`, `managed_identity`,
-`key_vault`, `arm`, `admin`), `server` (HTTPS and the router) and `protocol` (what they exchange).
+`key_vault`, `arm`, `authorization`, `admin`), `server` (HTTPS and the router) and `protocol` (what
+they exchange).
 `power_platform` holds the Power Platform stand-ins (BAP, Power Apps, Flow, Dataverse, Power BI).
 `CloudSandbox` here owns them all and is what tests and programs use. A new stand-in is a module with a
 class that has `audiences(base_url)` and `handle(request)`, and one `self._router.add(...)` line below.
@@ -25,6 +26,7 @@ from ..scenario import FaultRule, PutWhenLinked, Scenario, load_scenario
 from ..tls import make_tls
 from .admin import Admin
 from .arm import ManagementPartner
+from .authorization import Authorization, AuthorizationWorld
 from .credentials import self_signed_pem
 from .entra import EntraId
 from .faults import Faults
@@ -75,6 +77,9 @@ class CloudSandbox:
         self._router = Router()
         self._router.add(EntraId(self._state, self._tokens, self._faults, self._router.audiences))
         self._router.add(ManagementPartner(self._state, self._tokens, self._faults), prefix="providers")
+        self._authorization = AuthorizationWorld(self._state)
+        authorization = Authorization(self._state, self._tokens, self._faults, self._authorization)
+        self._router.add(authorization, prefix="subscriptions")
         self._router.add(KeyVault(self._state, self._tokens, self._faults), prefix="secrets")
         self._router.add(self._identity, prefix="msi")
         self._power_platform = PowerPlatformWorld(self._state)
@@ -85,7 +90,8 @@ class CloudSandbox:
         self._router.add(Flow(*services), prefix="providers/Microsoft.ProcessSimple")
         self._router.add(self._dataverse, prefix=DATAVERSE_PREFIX)
         self._router.add(self._power_bi, prefix="v1.0/myorg")
-        self._router.add(Admin(self._state, self._faults, self._power_platform), prefix="_sandbox")
+        admin = Admin(self._state, self._faults, self._power_platform, self._authorization)
+        self._router.add(admin, prefix="_sandbox")
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._ca_path: Path | None = None
@@ -238,6 +244,48 @@ class CloudSandbox:
     ) -> None:
         """What an admin consent creates: the app's service principal in a customer tenant."""
         self._state.add_service_principal(tenant_id, client_id, object_id, enabled=enabled)
+
+    # ---- Azure subscriptions and role assignments (thread-safe) -----------------------------------
+
+    def install_subscriptions(
+        self, tenant_id: str, subscriptions: object, custom_roles: object = None
+    ) -> None:
+        """Replace the tenant's Azure subscriptions (and custom roles) with scenario sections (JSON form)."""
+        self._authorization.install(tenant_id, subscriptions, custom_roles)
+
+    def add_role_assignment(
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        principal_id: str,
+        role_definition_id: str,
+        *,
+        scope: str | None = None,
+        eligible: bool = False,
+    ) -> None:
+        """Assign a role (at the subscription unless a scope is given; PIM-eligible only if asked)."""
+        self._authorization.add_assignment(
+            tenant_id, subscription_id, principal_id, role_definition_id, scope=scope, eligible=eligible
+        )
+
+    def remove_role_assignments(
+        self, tenant_id: str, subscription_id: str, principal_id: str, role_definition_id: str | None = None
+    ) -> int:
+        """Remove a principal's assignments of one role (or all) in a subscription; returns how many."""
+        return self._authorization.remove_assignments(
+            tenant_id, subscription_id, principal_id, role_definition_id
+        )
+
+    def set_assignments_readable(self, tenant_id: str, subscription_id: str, readable: bool) -> None:
+        """False: reads of the subscription's role assignments and definitions answer 403."""
+        self._authorization.set_readable(tenant_id, subscription_id, readable)
+
+    def remove_subscription(self, tenant_id: str, subscription_id: str) -> None:
+        self._authorization.remove_subscription(tenant_id, subscription_id)
+
+    def subscriptions(self, tenant_id: str) -> list[dict[str, Any]]:
+        """The tenant's subscriptions and role assignments, in their scenario JSON form."""
+        return self._authorization.snapshot(tenant_id)
 
     # ---- Power Platform (thread-safe) -------------------------------------------------------------
 

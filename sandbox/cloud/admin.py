@@ -1,13 +1,14 @@
 """The sandbox's admin API under /_sandbox/, for another process (the benchmark, a sandbox started with
 `python -m sandbox.cloud`): stats, links, faults, settings, secrets, tenants and service principals,
-a tenant's Power Platform, its grants and Dataverse application users, the same operations
-CloudSandbox offers in-process. Secret values go in, never out."""
+a tenant's Power Platform, its grants and Dataverse application users, its Azure subscriptions and
+role assignments, the same operations CloudSandbox offers in-process. Secret values go in, never out."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
 from ..scenario import FaultRule, parse_tags
+from .authorization import AuthorizationWorld
 from .faults import Faults
 from .power_platform import PowerPlatformWorld
 from .protocol import Reply, Request, json_reply
@@ -27,10 +28,18 @@ def _ok() -> Reply:
 
 
 class Admin:
-    def __init__(self, state: CloudState, faults: Faults, power_platform: PowerPlatformWorld) -> None:
+    def __init__(
+        self,
+        state: CloudState,
+        faults: Faults,
+        power_platform: PowerPlatformWorld,
+        authorization: AuthorizationWorld,
+    ) -> None:
         self._state, self._faults, self._power_platform = state, faults, power_platform
+        self._authorization = authorization
         principal = ("tenants", "*", "service-principals", "*")
         platform = ("tenants", "*", "power-platform")
+        azure = ("tenants", "*", "subscriptions")
         self._routes: list[tuple[str, tuple[str, ...], _Action]] = [
             ("GET", ("stats",), lambda route, request: json_reply(200, state.stats_copy())),
             ("POST", ("reset-stats",), self._reset_stats),
@@ -51,6 +60,8 @@ class Admin:
             ("PATCH", (*platform, "grants", "*"), self._set_grants),
             ("PUT", ("environments", "*", "application-users", "*"), self._application_user),
             ("DELETE", ("environments", "*", "application-users", "*"), self._application_user),
+            ("GET", azure, lambda route, request: json_reply(200, authorization.snapshot(route[1]))),
+            ("PUT", azure, self._install_subscriptions),
         ]
 
     def audiences(self, base_url: str) -> Iterable[str]:
@@ -131,6 +142,12 @@ class Admin:
         if not all(value is None or isinstance(value, bool) for value in (registered, power_bi)):
             raise ValueError("registered and powerBi: expected true, false or null")
         self._power_platform.set_grants(route[1], route[4], registered=registered, power_bi=power_bi)
+        return _ok()
+
+    def _install_subscriptions(self, route: list[str], request: Request) -> Reply:
+        """The body: {"subscriptions": [...], "customRoles": [...]} (the scenario's sections)."""
+        body = request.json()
+        self._authorization.install(route[1], body.get("subscriptions"), body.get("customRoles"))
         return _ok()
 
     def _application_user(self, route: list[str], request: Request) -> Reply:

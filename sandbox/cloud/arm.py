@@ -75,6 +75,26 @@ def _invalid_token(problem: str | None, claims: dict[str, Any] | None) -> str:
     return "The access token is invalid."
 
 
+def arm_caller(tokens: TokenIssuer, request: Request, headers: dict[str, str]) -> tuple[str, str]:
+    """The caller's (tenant ID, object ID) from an ARM token; adds WWW-Authenticate when refusing."""
+    claims, problem = tokens.bearer(request.header("Authorization"))
+    authenticate = (
+        f'Bearer authorization_uri="{request.base_url}/", error="invalid_token", error_description='
+    )
+    if problem == "missing":
+        headers["WWW-Authenticate"] = (
+            authenticate + "\"The authentication failed because of missing 'Authorization' header.\""
+        )
+        message = "Authentication failed. The 'Authorization' header is missing."
+        raise Refusal(arm_error(401, "AuthenticationFailed", message))
+    if problem is None and claims is not None and claims["aud"] not in ARM_AUDIENCES:
+        problem = "audience"
+    if problem is not None or claims is None:
+        headers["WWW-Authenticate"] = authenticate + '"The access token is invalid."'
+        raise Refusal(arm_error(401, "InvalidAuthenticationToken", _invalid_token(problem, claims)))
+    return str(claims["tid"]).lower(), str(claims["oid"]).lower()
+
+
 class RateLimits:
     """Token buckets per (tenant, principal, reads or writes)."""
 
@@ -156,23 +176,7 @@ class ManagementPartner:
         return self._route(request, tenant_id, object_id)
 
     def _authenticate(self, request: Request, headers: dict[str, str]) -> tuple[str, str]:
-        """The caller's (tenant ID, object ID) from an ARM token; adds WWW-Authenticate when refusing."""
-        claims, problem = self._tokens.bearer(request.header("Authorization"))
-        authenticate = (
-            f'Bearer authorization_uri="{request.base_url}/", error="invalid_token", error_description='
-        )
-        if problem == "missing":
-            headers["WWW-Authenticate"] = (
-                authenticate + "\"The authentication failed because of missing 'Authorization' header.\""
-            )
-            message = "Authentication failed. The 'Authorization' header is missing."
-            raise Refusal(arm_error(401, "AuthenticationFailed", message))
-        if problem is None and claims is not None and claims["aud"] not in ARM_AUDIENCES:
-            problem = "audience"
-        if problem is not None or claims is None:
-            headers["WWW-Authenticate"] = authenticate + '"The access token is invalid."'
-            raise Refusal(arm_error(401, "InvalidAuthenticationToken", _invalid_token(problem, claims)))
-        return str(claims["tid"]).lower(), str(claims["oid"]).lower()
+        return arm_caller(self._tokens, request, headers)
 
     def _route(self, request: Request, tenant_id: str, object_id: str) -> Reply:
         parts = [part.lower() for part in request.path]

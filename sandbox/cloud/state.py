@@ -93,6 +93,7 @@ def empty_stats() -> dict[str, Any]:
         "tokenRequests": {},
         "openidConfigurationRequests": {},
         "armCalls": {},
+        "authorizationCalls": {},  # subscriptions and Microsoft.Authorization: tenant -> method -> count
         "bapCalls": {},  # the Power Platform stand-ins', like armCalls: tenant -> method -> count
         "powerAppsCalls": {},
         "flowCalls": {},

@@ -22,6 +22,7 @@ from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.local_env import local_settings
 from sandbox.scenario import FaultRule, Scenario, load_scenario
+from shared.links.earning import grants_of
 from shared.links.rows import HistoryEvent
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -199,6 +200,7 @@ async def _nightly_run(
             run = finished[-1]
             counts = json.dumps(dict(sorted(run.counts.items())))
             print(f"Run {run.run_id}: {run.total} links in {run.duration_seconds} s: {counts}")
+            await _print_recognition(service, scenario)
             break
         _check_interrupted()
         await asyncio.sleep(0.25)
@@ -206,6 +208,19 @@ async def _nightly_run(
         print("The re-verification run did not finish in time.")
     links = [link for link in cloud.links() if link["tenantId"] == northwind.tenant_id]
     print(f"{northwind.name}'s link now: partner ID {links[0]['partnerId']}, {links[0]['state']}")
+
+
+async def _print_recognition(service: Any, scenario: Scenario) -> None:
+    """Each checked link's Azure recognition: its qualifying roles, or what to ask the customer for."""
+    print("Azure recognition of the verified links:")
+    for tenant in scenario.tenants:
+        for state in await service.ledger.link_states(tenant.tenant_id):
+            if state.earning is None:
+                continue
+            roles = ", ".join(grant.label for grant in grants_of(state) if grant.qualifies)
+            print(f"  {tenant.name}: {state.earning.value} ({roles or state.earning_reason})")
+            if state.earning_remediation:
+                print(f"    what to ask for: {state.earning_remediation}")
 
 
 _INTERRUPTED: list[bool] = []

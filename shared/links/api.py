@@ -16,6 +16,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol
 
+from shared.links.earning import roles_view
 from shared.links.message import (
     DuplicateKeyError,
     MessageRejected,
@@ -28,6 +29,7 @@ from shared.links.message import (
     parse_onboarding_document,
 )
 from shared.links.retirement import DEFAULT_REASON, InvalidReason, retirement_reason
+from shared.links.rows import LinkState
 from shared.spine.errors import is_unavailable
 from shared.spine.identifiers import is_guid, printable_name
 from shared.spine.outcomes import Outcome, OutcomeKind
@@ -79,6 +81,12 @@ _LINK_FIELDS = _api_names(
     "consecutive_failures",
     "first_seen_at",
     "offboarded_at",
+    "earning",
+    "earning_reason",
+    "earning_remediation",
+    "earning_checked_at",
+    "earning_since",
+    "earning_change",
 )
 _EVENT_FIELDS = {"event_time": "time"} | _api_names(
     "source",
@@ -116,6 +124,11 @@ def _project(row: TableRow, fields: Mapping[str, str]) -> dict[str, Any]:
     """The row's fields that have a value, under their API names."""
     values = ((name, getattr(row, field)) for field, name in fields.items())
     return {name: value for name, value in values if value is not None}
+
+
+def _link(state: LinkState) -> dict[str, Any]:
+    """A link's state as the API shows it, its Azure role grants as objects."""
+    return _project(state, _LINK_FIELDS) | roles_view(state)
 
 
 def _read_object(body: bytes, allowed: set[str]) -> dict[str, Any] | ApiResponse:
@@ -365,7 +378,7 @@ class LinksApi:
         return ApiResponse(
             200,
             {
-                "items": [_project(item, _LINK_FIELDS) for item in items],
+                "items": [_link(item) for item in items],
                 "continuationToken": _encode_token(next_token) if next_token else None,
             },
         )
@@ -385,7 +398,7 @@ class LinksApi:
             200,
             {
                 "customerTenantId": tenant,
-                "links": [_project(state, _LINK_FIELDS) for state in states],
+                "links": [_link(state) for state in states],
                 "history": [_project(event, _EVENT_FIELDS) for event in history],
             },
         )

@@ -14,13 +14,15 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.pipeline.transport import AioHttpTransport
 
+from shared.links.earning import note
 from shared.links.message import OnboardingRequest
+from shared.links.recognition import Recognition
 from shared.links.retirement import RETIRE_SOURCE, retirement_reason
 from shared.links.rows import (
     EVENT_PREFIX,
@@ -30,10 +32,10 @@ from shared.links.rows import (
     LinkState,
     event_row_key,
     intent_row_key,
-    offboarded_at,
     state_row_key,
 )
 from shared.links.runs import Runs
+from shared.links.transitions import changes_state, extends_verification, history_event, link_state
 from shared.spine.outcomes import Outcome, OutcomeKind
 from shared.spine.receipts import Receipt, chain_id, receipt_row_key
 from shared.spine.settings import Settings
@@ -47,6 +49,7 @@ from shared.spine.table import (
     delete_if_unchanged,
     write_if_unchanged,
 )
+from shared.spine.table_row import column_name
 from shared.spine.write_intent import WriteIntent
 
 __all__ = ["Attempt", "Ledger", "LedgerContention", "LedgerView", "Recorded", "UNKNOWN_TENANT"]
@@ -56,13 +59,6 @@ logger = logging.getLogger(__name__)
 UNKNOWN_TENANT = "unknown-tenant"
 """Partition for rejected messages that did not even carry a valid customer tenant ID."""
 
-_SUCCESS_KINDS = {
-    OutcomeKind.LINKED,
-    OutcomeKind.UPDATED,
-    OutcomeKind.ALREADY_LINKED,
-    OutcomeKind.VERIFIED,
-    OutcomeKind.HEALED,
-}
 _ALL_STATES = "RowKey ge @lo and RowKey lt @hi"
 _ALL_STATES_PARAMETERS = {"lo": STATE_PREFIX, "hi": after_prefix(STATE_PREFIX)}
 
@@ -133,6 +129,8 @@ class LedgerView:
 class Recorded:
     event_row_key: str | None
     duplicate: bool
+    recognition_change: Outcome | None = None
+    """The outcome of the event that recorded a change of the link's Azure recognition, if any."""
 
 
 class Ledger:
@@ -202,8 +200,10 @@ class Ledger:
         *,
         at: datetime | None = None,
         view: LedgerView | None = None,
+        recognition: Recognition | None = None,
     ) -> Recorded:
-        """Write the outcome: state (unless rejected), history event and receipt, atomically.
+        """Write the outcome: state (unless rejected), history event and receipt, atomically; with
+        the link's Azure recognition when it was checked (`shared.links.earning`).
 
         A receipt that blocks this attempt means a redelivery: nothing is written. Concurrent
         writers for the same link are serialised by ETags; the loser reads again and decides again
@@ -219,25 +219,41 @@ class Ledger:
                 return Recorded(event_row_key=found.receipt.event_row_key or None, duplicate=True)
             now = at or datetime.now(UTC)
             if found.state is not None and extends_verification(attempt, outcome, found):
-                if await self._extend_verification(found.state, attempt, now):
-                    return Recorded(event_row_key=None, duplicate=False)
+                written, change = await self._extend_verification(found.state, attempt, now, recognition)
+                if written:
+                    return Recorded(event_row_key=None, duplicate=False, recognition_change=change)
                 continue  # the state changed meanwhile: read again and decide again
             event_key = event_row_key(now)
-            if await self.table.submit(_operations(partition, attempt, outcome, found, event_key, now)):
-                return Recorded(event_row_key=event_key, duplicate=False)
+            operations, change = _operations(partition, attempt, outcome, found, event_key, now, recognition)
+            if await self.table.submit(operations):
+                return Recorded(event_row_key=event_key, duplicate=False, recognition_change=change)
         raise AssertionError("unreachable: contention_pauses raises when it runs out")
 
-    async def _extend_verification(self, previous: LinkState, attempt: Attempt, now: datetime) -> bool:
+    async def _extend_verification(
+        self, previous: LinkState, attempt: Attempt, now: datetime, recognition: Recognition | None
+    ) -> tuple[bool, Outcome | None]:
         """One more night in the link's verified interval: the state row alone, ETag-checked (no
-        history event, no receipt: verifying again is harmless). False when the row changed."""
-        columns = {
-            "LastCheckedAt": now,
-            "LastLinkedAt": now,
-            "VerifiedCount": (previous.verified_count or 1) + 1,
-            "LastMessageId": attempt.message_id,
-            **({"LastRunId": attempt.run_id} if attempt.run_id else {}),
+        history event, no receipt: verifying again is harmless); the whole row, with one event when
+        its recognition changed. False when the row changed meanwhile."""
+        extension = {
+            "last_checked_at": now,
+            "last_linked_at": now,
+            "verified_count": (previous.verified_count or 1) + 1,
+            "last_message_id": attempt.message_id,
+            **({"last_run_id": attempt.run_id} if attempt.run_id else {}),
         }
-        return await self.table.merge_if_unchanged(previous, previous.etag, columns)
+        noted = note(previous.replace(**extension), previous, recognition, at=now, run_id=attempt.run_id)
+        if not noted.rewrite:
+            columns = {column_name(name): value for name, value in (extension | noted.checked).items()}
+            return await self.table.merge_if_unchanged(previous, previous.etag, columns), None
+        change = noted.change
+        event = (
+            history_event(previous.partition_key, event_row_key(now), attempt, change, now)
+            if change
+            else None
+        )
+        operations = [write_if_unchanged(noted.state, previous), *([create(event)] if event else [])]
+        return await self.table.submit(operations), change
 
     async def retire(
         self, customer_tenant_id: str, client_id: str, reason: str, *, at: datetime | None = None
@@ -304,17 +320,32 @@ class Ledger:
         query = client.query_entities(
             f"LastRunId eq @run and {_ALL_STATES}",
             parameters={"run": run_id, **_ALL_STATES_PARAMETERS},
-            select=["PartitionKey", "RowKey", "Outcome", "LastCheckedAt", "LastRunId"],
+            select=[
+                "PartitionKey",
+                "RowKey",
+                "Outcome",
+                "LastCheckedAt",
+                "LastRunId",
+                "Earning",
+                "EarningChange",
+                "EarningChangedRunId",
+            ],
         )
         async for entity in query:
             yield LinkState.from_entity(entity)
 
 
 def _operations(
-    partition: str, attempt: Attempt, outcome: Outcome, found: LedgerView, event_key: str, now: datetime
-) -> list[Operation]:
+    partition: str,
+    attempt: Attempt,
+    outcome: Outcome,
+    found: LedgerView,
+    event_key: str,
+    now: datetime,
+    recognition: Recognition | None,
+) -> tuple[list[Operation], Outcome | None]:
     """The transaction: the history event, the chain's receipt, the removal of a settled intent,
-    and the link's state when the outcome changes it."""
+    the link's state when the outcome changes it, and the event of a change in its recognition."""
     receipt = Receipt(
         partition_key=partition,
         row_key=receipt_row_key(attempt.chain_id),
@@ -332,128 +363,15 @@ def _operations(
     ]
     if found.intent_row is not None:
         operations.append(delete_if_unchanged(found.intent_row))
-    if attempt.client_id and changes_state(attempt, outcome, found.state):
-        state = link_state(partition, attempt, outcome, now, found.state)
-        operations.append(write_if_unchanged(state, found.state))
-    return operations
-
-
-def extends_verification(attempt: Attempt, outcome: Outcome, found: LedgerView) -> bool:
-    """A verification that finds everything as the last one left it only extends the link's
-    verified interval (`VerifiedSince` .. `LastCheckedAt`): no event, no receipt. Anything else
-    (the first verification after a change, a retry that closes a chain, an intent to settle, a
-    different identity or link) is written as an event."""
-    previous = found.state
-    if outcome.kind is not OutcomeKind.VERIFIED or previous is None:
-        return False
-    if found.receipt is not None or found.intent_row is not None:
-        return False
-    recorded = (
-        previous.outcome,
-        previous.identity_type,
-        previous.key_vault_secret_name,
-        previous.linked_partner_id,
-        previous.object_id,
-        previous.link_version,
-        previous.partner_id,
-    )
-    found_now = (
-        OutcomeKind.VERIFIED,
-        attempt.identity_type,
-        attempt.key_vault_secret_name,
-        outcome.partner_id,
-        outcome.object_id,
-        outcome.link_version,
-        attempt.partner_id,
-    )
-    return recorded == found_now
-
-
-def changes_state(attempt: Attempt, outcome: Outcome, previous: LinkState | None) -> bool:
-    """Whether this attempt's outcome becomes the link's recorded state.
-
-    A rejection never does. A different identity (type or Key Vault secret) for a healthy link
-    must prove itself: it replaces the recorded one only once it has signed in and linked, so a
-    message with a wrong identity cannot break a link that works.
-    """
-    if outcome.kind is OutcomeKind.REJECTED:
-        return False
-    if previous is None or outcome.kind.is_success:
-        return True
-    same_identity = (previous.identity_type, previous.key_vault_secret_name) == (
-        attempt.identity_type,
-        attempt.key_vault_secret_name,
-    )
-    return same_identity or not previous.is_healthy
-
-
-def history_event(
-    partition: str, row_key: str, attempt: Attempt, outcome: Outcome, now: datetime
-) -> HistoryEvent:
-    return HistoryEvent(
-        partition_key=partition,
-        row_key=row_key,
-        event_time=now,
-        source=attempt.source,
-        message_id=attempt.message_id,
-        delivery_count=attempt.delivery_count,
-        attempt=attempt.attempt,
-        next_attempt_at=attempt.next_attempt_at,
-        client_id=attempt.client_id,
-        identity_type=attempt.identity_type,
-        customer_name=attempt.customer_name,
-        correlation_id=attempt.correlation_id,
-        requested_partner_id=attempt.partner_id,
-        run_id=attempt.run_id,
-        outcome=outcome.kind,
-        reason=outcome.reason,
-        code=outcome.code,
-        remediation=outcome.remediation,
-        details="\n".join(outcome.details) or None,
-        partner_id=outcome.partner_id,
-        previous_partner_id=outcome.previous_partner_id,
-        object_id=outcome.object_id,
-        link_version=outcome.link_version,
-        retry_after_seconds=outcome.retry_after,
-        duration_ms=round(attempt.duration_ms, 1),
-    )
-
-
-def link_state(
-    partition: str, attempt: Attempt, outcome: Outcome, now: datetime, previous: LinkState | None
-) -> LinkState:
-    """The link's state after this outcome; what the outcome does not say is kept from before."""
-    before = previous or LinkState(partition_key=partition, row_key="", outcome=outcome.kind)
-    verified, unlinked = outcome.kind is OutcomeKind.VERIFIED, outcome.kind is OutcomeKind.UNLINKED
-    continued = verified and previous is not None and previous.outcome is OutcomeKind.VERIFIED
-    return LinkState(
-        partition_key=partition,
-        row_key=state_row_key(attempt.client_id or ""),
-        customer_tenant_id=attempt.customer_tenant_id,
-        client_id=attempt.client_id,
-        identity_type=attempt.identity_type,
-        key_vault_secret_name=attempt.key_vault_secret_name,
-        customer_name=attempt.customer_name or before.customer_name,
-        correlation_id=attempt.correlation_id or before.correlation_id,
-        partner_id=attempt.partner_id,
-        linked_partner_id=None if unlinked else outcome.partner_id or before.linked_partner_id,
-        previous_partner_id=outcome.previous_partner_id or before.previous_partner_id,
-        object_id=outcome.object_id or before.object_id,
-        link_version=outcome.link_version or before.link_version,
-        outcome=outcome.kind,
-        reason=outcome.reason,
-        code=outcome.code,
-        remediation=outcome.remediation,
-        last_checked_at=now,
-        last_linked_at=now if outcome.kind in _SUCCESS_KINDS else before.last_linked_at,
-        verified_since=(before.verified_since or now) if continued else (now if verified else None),
-        verified_count=((before.verified_count or 1) + 1 if continued else 1) if verified else None,
-        consecutive_failures=0 if outcome.kind.is_success else before.consecutive_failures + 1,
-        last_message_id=attempt.message_id,
-        last_run_id=attempt.run_id or before.last_run_id,
-        first_seen_at=before.first_seen_at or now,
-        offboarded_at=offboarded_at(attempt.source, previous, now),
-    )
+    if not (attempt.client_id and changes_state(attempt, outcome, found.state)):
+        return operations, None
+    state = link_state(partition, attempt, outcome, now, found.state)
+    noted = note(state, found.state, recognition, at=now, run_id=attempt.run_id)
+    operations.append(write_if_unchanged(noted.state, found.state))
+    if noted.change is not None:  # listed after the attempt's own event (newest first)
+        later = event_row_key(now + timedelta(microseconds=1))
+        operations.append(create(history_event(partition, later, attempt, noted.change, now)))
+    return operations, noted.change
 
 
 def _retirement(state: LinkState) -> Attempt:

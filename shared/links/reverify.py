@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared.links.earning import stopped_in
 from shared.links.message_builder import onboarding_body
 from shared.links.rows import LinkState
 from shared.links.runs import RunSummary
@@ -179,11 +180,13 @@ class NightlyRun:
         run = next((record for record in runs if record.run_id == run_id), None)
         if run is None or run.ended:
             return None
-        counts: Counter[str] = Counter()
+        counts, earning, stopped = Counter[str](), Counter[str](), set[str]()
         ended = run.started_at
         async for state in self._ledger.states_of_run(run_id):
             if state.outcome is not OutcomeKind.TRANSIENT:
                 counts[state.outcome.value] += 1
+                earning[state.earning.value if state.earning else "unchecked"] += 1
+                stopped.update([state.partition_key] if stopped_in(state, run_id) else [])
                 ended = max(ended, state.last_checked_at or ended)
         complete = sum(counts.values()) >= run.total
         overdue = datetime.now(UTC) - run.started_at > _RUN_DEADLINE
@@ -192,16 +195,24 @@ class NightlyRun:
             return None
 
         duration = round((ended - run.started_at).total_seconds(), 1)
-        summary = RunSummary(ended_at=ended, duration_seconds=duration, complete=complete, counts=counts)
+        summary = RunSummary(ended, duration, complete, counts, earning=earning, stopped_earning=len(stopped))
         await self._ledger.runs.finish(run_id, summary)
         logger.info(
-            "re-verification run %s %s: %d links in %.1f s: %s",
+            "re-verification run %s %s: %d links in %.1f s: %s; Azure recognition: %s",
             run_id,
             "finished" if complete else "stopped waiting (incomplete)",
             run.total,
             summary.duration_seconds,
             json.dumps(dict(sorted(counts.items()))),
+            json.dumps(dict(sorted(earning.items()))),
         )
+        if summary.stopped_earning:
+            logger.warning(
+                "re-verification run %s: %d customers stopped earning last night (Azure recognition "
+                "lost: no qualifying role left; see each link's history)",
+                run_id,
+                summary.stopped_earning,
+            )
         earlier = [record for record in runs if record.run_id < run_id and record.ended]
         if earlier:
             _compare(run_id, counts, Counter(earlier[-1].counts), earlier[-1].run_id)

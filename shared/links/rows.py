@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
+from shared.links.recognition import Earning
 from shared.spine.envelope import Source
 from shared.spine.outcomes import OutcomeKind
 from shared.spine.receipts import hashed_row_key, is_final
@@ -78,8 +79,35 @@ class LinkState(TableRow):
     offboarded_at: datetime | None = None
     """When the customer was offboarded (the first attempt to remove the link): the nightly run no
     longer checks the link and a body-less relink refuses it, until an onboarding starts anew."""
+    earning: Earning | None = None
+    """Azure recognition at the last check after a nightly verification (`shared.links.earning`)."""
+    earning_roles: str | None = None
+    """The identity's Azure role grants then, qualifying first: a JSON list of {role,
+    roleDefinitionId, scope, qualifies}."""
+    earning_reason: str | None = None
+    earning_remediation: str | None = None
+    earning_checked_at: datetime | None = None
+    earning_since: datetime | None = None
+    """Since when the recognition (status and qualifying grants) has been what it is."""
+    earning_change: str | None = None
+    """The code of the last change between nights (stopped-earning, roles-lost, ...)..."""
+    earning_changed_run_id: str | None = None
+    """...and the nightly run that found it."""
+    partner_name: str | None = None
+    """The link's own record as Microsoft holds it (read after a nightly verification, once per
+    link version): the partner's name, when the link was created and last updated..."""
+    link_created_at: datetime | None = None
+    link_updated_at: datetime | None = None
+    link_record_version: int | None = None
+    """...and the link version that record is of."""
 
-    CONVERT: ClassVar = {"outcome": OutcomeKind, "verified_count": int, "consecutive_failures": int}
+    CONVERT: ClassVar = {
+        "outcome": OutcomeKind,
+        "verified_count": int,
+        "consecutive_failures": int,
+        "earning": Earning,
+        "link_record_version": int,
+    }
 
     @property
     def is_healthy(self) -> bool:

@@ -26,12 +26,17 @@ RUNS_PARTITION = "pal-runs"
 
 @dataclass(frozen=True)
 class RunSummary:
-    """How a run ended: when, whether every link was checked, and the outcomes counted."""
+    """How a run ended: when, whether every link was checked, the outcomes counted, the links'
+    Azure recognition, and how many customers stopped earning in this run."""
 
     ended_at: datetime
     duration_seconds: float
     complete: bool
     counts: Mapping[str, int]
+    earning: Mapping[str, int] = field(default_factory=dict)
+    """Links per recognition (earning, not-earning, unknown, or unchecked: never checked)."""
+    stopped_earning: int = 0
+    """Customers with a link that earned the night before and no longer does."""
 
     def columns(self) -> dict[str, Any]:
         """The summary's columns; each count also as its own `Count_<outcome>` column, so that a
@@ -42,6 +47,8 @@ class RunSummary:
             "Complete": self.complete,
             "Counts": json.dumps(dict(sorted(self.counts.items()))),
             **{f"Count_{kind.replace('-', '_')}": count for kind, count in self.counts.items()},
+            "Earning": json.dumps(dict(sorted(self.earning.items()))),
+            "StoppedEarning": self.stopped_earning,
         }
 
 
@@ -55,6 +62,8 @@ class RunRecord(TableRow):
     duration_seconds: float | None = None
     complete: bool | None = None
     counts: Mapping[str, int] = field(default_factory=dict, metadata={"column": None})
+    earning: Mapping[str, int] = field(default_factory=dict, metadata={"column": None})
+    stopped_earning: int | None = None
 
     @property
     def run_id(self) -> str:
@@ -71,7 +80,11 @@ class RunRecord(TableRow):
     def from_entity(cls, entity: Mapping[str, Any]) -> Self:
         record = super().from_entity(entity)
         counts = json.loads(entity["Counts"]) if entity.get("Counts") else {}
-        return record.replace(counts={str(key): int(value) for key, value in counts.items()})
+        earning = json.loads(entity["Earning"]) if entity.get("Earning") else {}
+        return record.replace(
+            counts={str(key): int(value) for key, value in counts.items()},
+            earning={str(key): int(value) for key, value in earning.items()},
+        )
 
 
 class Runs:

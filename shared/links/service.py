@@ -21,9 +21,12 @@ from azure.core.pipeline.transport import AioHttpTransport
 from shared.links.alerts import alert_credential_broken, alert_foreign_partner, log_deferral, log_outcome
 from shared.links.dead_letters import DeadLetter, broker_reason, dead_letter_attempt
 from shared.links.delivery import Delivery
+from shared.links.earning import log_change
 from shared.links.ledger import Attempt, Ledger, LedgerView
 from shared.links.linker import BeforeWriteFailed, Linker
 from shared.links.message import MessageRejected, OnboardingRequest, parse_onboarding_message
+from shared.links.recognition import Recognition
+from shared.links.recognition_arm import RecognitionCheck
 from shared.links.verdicts import as_verification, not_checked, partner_not_allowed, redelivered, rejected
 from shared.spine.credentials import CredentialCache
 from shared.spine.decision import DEFERRED, Decision, NextAttempt, after_attempt, before_attempt
@@ -74,6 +77,8 @@ class LinkService:
         self.credentials = credentials
         """The customer credentials, one per (tenant, identity): another domain signs in with them."""
         self.transport = transport
+        self.recognition = RecognitionCheck(settings, credentials, transport)
+        """Whether a verified link earns Azure recognition (shared.links.recognition_arm)."""
         self.policy = RetryPolicy(
             max_attempts=settings.max_attempts,
             base_seconds=settings.retry_base_seconds,
@@ -273,6 +278,10 @@ class LinkService:
         outcome = settle(outcome, step.intent)
         if delivery.source is Source.VERIFY:
             outcome = as_verification(outcome)
+            known = step.view.state.link_record_version if step.view and step.view.state else None
+            step.recognition = await self.recognition.after_verification(
+                request.customer_tenant_id, request.identity, outcome, delivery.run_id, known
+            )
         self.watch_credential(step, outcome)
         decision = after_attempt(
             outcome, delivery.counters, self.policy, can_reschedule=step.can_reschedule(self.sender)
@@ -319,7 +328,9 @@ class LinkService:
                 delay=next_attempt.delay,
             )
         try:
-            recorded = await self.ledger.record(attempt, outcome, at=decided_at, view=step.view)
+            recorded = await self.ledger.record(
+                attempt, outcome, at=decided_at, view=step.view, recognition=step.recognition
+            )
         except Exception as error:
             # The link may already be made: the retry finds it in place and, from the intent
             # recorded before the change, records what was changed, once.
@@ -330,6 +341,7 @@ class LinkService:
             logger.info("message %s was recorded meanwhile by another delivery", delivery.message_id)
             return outcome
         log_outcome(attempt, outcome)
+        log_change(attempt, recorded.recognition_change)
         return outcome
 
     async def ledger_unavailable(
@@ -412,6 +424,8 @@ class Step:
     started: float
     view: LedgerView | None
     intent: WriteIntent | None = dataclasses.field(init=False)
+    recognition: Recognition | None = dataclasses.field(default=None, init=False)
+    """The link's Azure recognition, when a nightly verification checked it."""
 
     def __post_init__(self) -> None:
         self.intent = self.view.intent if self.view is not None else None

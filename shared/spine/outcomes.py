@@ -37,6 +37,12 @@ class OutcomeKind(StrEnum):
     UNLINKED = "unlinked"
     """Offboarded: the identity's link was removed (or none was left, or the identity itself is gone,
     and its link with it); the nightly run no longer checks it."""
+    EARNING = "earning"
+    """A history event only, never a link's state: the link's Azure recognition changed, and it earns."""
+    NOT_EARNING = "not-earning"
+    """A history event only: the recognition changed, and the linked identity holds no qualifying role."""
+    EARNING_UNKNOWN = "earning-unknown"
+    """A history event only: the recognition changed, and the identity may not read its role assignments."""
 
     @property
     def is_success(self) -> bool:

@@ -1,0 +1,96 @@
+"""The evidence a partner can show for each link: a superset of what Microsoft's attestation script
+prints from the customer's side (tenant ID, identity type, object ID, app ID, partner ID and name,
+the link's created and updated times), plus the Azure roles and scopes it earns through.
+
+Every nightly check is in it without one row per night: the verified interval (`verifiedSince` to
+`lastCheckedAt`, `verifiedCount` nights) and the recognition interval (`earningSince` to
+`earningCheckedAt`); each change between them is in the link's history.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from shared.links.earning import grants_of
+from shared.links.rows import LinkState
+from shared.spine.errors import is_unavailable
+from shared.spine.identifiers import is_guid
+from shared.spine.problem import ApiResponse, problem, storage_unavailable
+
+if TYPE_CHECKING:
+    from shared.links.ledger import Ledger
+    from shared.links.service import LinkService
+
+__all__ = ["EvidenceApi", "evidence_of"]
+
+logger = logging.getLogger(__name__)
+
+SERVICE_PRINCIPAL = "ServicePrincipal"
+"""The identity type, as the attestation script names it: every identity the product links is one."""
+
+
+def evidence_of(state: LinkState) -> dict[str, Any]:
+    """One link's evidence record (the fields the ledger has)."""
+    qualifying = [grant for grant in grants_of(state) if grant.qualifies]
+    fields = {
+        "tenantId": state.customer_tenant_id,
+        "identityType": SERVICE_PRINCIPAL,
+        "credentialType": state.identity_type,
+        "objectId": state.object_id,
+        "appId": state.client_id,
+        "partnerId": state.linked_partner_id,
+        "partnerName": state.partner_name,
+        "linkCreatedTime": state.link_created_at,
+        "linkUpdatedTime": state.link_updated_at,
+        "linkVersion": state.link_version,
+        "outcome": state.outcome.value,
+        "verifiedSince": state.verified_since,
+        "verifiedCount": state.verified_count,
+        "lastCheckedAt": state.last_checked_at,
+        "earning": state.earning.value if state.earning else None,
+        "earningSince": state.earning_since,
+        "earningCheckedAt": state.earning_checked_at,
+        "earningRoles": [{"role": grant.role, "scope": grant.scope} for grant in qualifying]
+        if state.earning
+        else None,
+        "offboardedAt": state.offboarded_at,
+    }
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+class EvidenceApi:
+    """`GET /api/links/{customerTenantId}/evidence`: the evidence record of each of the tenant's links."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    @classmethod
+    def of(cls, service: LinkService) -> EvidenceApi:
+        return cls(service.ledger)
+
+    async def get(self, customer_tenant_id: str) -> ApiResponse:
+        if not is_guid(customer_tenant_id):
+            detail = "customerTenantId: must be a GUID (the directory ID)"
+            return problem(400, "invalid-tenant-id", "Invalid customer tenant ID", detail)
+        tenant = customer_tenant_id.lower()
+        try:
+            states = await self._ledger.link_states(tenant)
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            logger.warning("HTTP API: the ledger is unavailable (%s); answered 503", type(error).__name__)
+            return storage_unavailable()
+        if not states:
+            return problem(
+                404, "unknown-tenant", "Unknown customer tenant", "no link is recorded for this tenant"
+            )
+        return ApiResponse(
+            200,
+            {
+                "customerTenantId": tenant,
+                "generatedAt": datetime.now(UTC),
+                "links": [evidence_of(state) for state in states],
+            },
+        )
