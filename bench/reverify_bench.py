@@ -237,8 +237,10 @@ class Latency:
 
     @property
     def per_link_ms(self) -> float:
-        """What one link waits for at the least: a token, an ARM GET, a ledger read and a write."""
-        return self.token_ms + self.arm_ms + 2 * self.table_ms
+        """What one link waits for at the least: a token, the link's ARM GET, the recognition check's
+        list of subscriptions (the fleet's identities see none, so no role assignments are read), a
+        ledger read and a write."""
+        return self.token_ms + 2 * self.arm_ms + 2 * self.table_ms
 
 
 REALISTIC = Latency(token_ms=150, arm_ms=250, table_ms=10)
