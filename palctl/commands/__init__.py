@@ -31,6 +31,9 @@ COMMANDS: dict[str, Entry] = {
     "grants": Entry(
         "palctl.commands.grants", "Print the grants a customer's admin gives once for the audit."
     ),
+    "reconcile": Entry(
+        "palctl.commands.reconcile", "Reconcile Partner Center's PAL attribution with the ledger."
+    ),
     "config": Entry("palctl.commands.config", "palctl's settings: set, unset, show."),
 }
 
