@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from shared.attribution.api import AttributionApi
     from shared.attribution.audit import AttributionAudit
     from shared.links.api import LinksApi
+    from shared.links.coverage_api import CoverageApi
     from shared.links.evidence import EvidenceApi
     from shared.links.service import LinkService
 
@@ -37,6 +38,12 @@ async def evidence_api() -> EvidenceApi:
     from shared.links.evidence import EvidenceApi
 
     return EvidenceApi.of(await service())
+
+
+async def coverage_api() -> CoverageApi:
+    from shared.links.coverage_api import CoverageApi
+
+    return CoverageApi.of(await service())
 
 
 async def handle_queue_message(message: func.ServiceBusMessage, source: Source) -> None:

@@ -8,7 +8,7 @@ from shared.spine.problem import method_not_allowed
 
 from .answers import ALL_METHODS as _ALL_METHODS
 from .answers import reply as _reply
-from .core import evidence_api, links_api
+from .core import coverage_api, evidence_api, links_api
 
 bp = func.Blueprint()
 
@@ -62,6 +62,17 @@ async def link_evidence(req: func.HttpRequest) -> func.HttpResponse:
         return _reply(method_not_allowed(req.method, ["GET"]))
     api = await evidence_api()
     return _reply(await api.get(req.route_params["customerTenantId"]))
+
+
+@bp.function_name("link_coverage")
+@bp.route(route="links/{customerTenantId}/coverage", methods=_ALL_METHODS, auth_level=func.AuthLevel.FUNCTION)
+async def link_coverage(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/links/{customerTenantId}/coverage?from=&to=: per identity, linked throughout the
+    period, or the intervals linked to one of our partner IDs and the gaps with their reasons."""
+    if req.method != "GET":
+        return _reply(method_not_allowed(req.method, ["GET"]))
+    api = await coverage_api()
+    return _reply(await api.get(req.route_params["customerTenantId"], dict(req.params)))
 
 
 @bp.function_name("retire_identity")

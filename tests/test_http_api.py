@@ -381,3 +381,84 @@ def test_the_documents_enumerations_are_the_products_vocabulary() -> None:
     sources = OPENAPI["components"]["schemas"]["HistoryEvent"]["properties"]["source"]["enum"]
     links_sources = {Source.ONBOARDING, Source.VERIFY, Source.RELINK, Source.OFFBOARDING, RETIRE_SOURCE}
     assert set(sources) == {str(source) for source in links_sources}
+
+
+COVERAGE = "/links/{customerTenantId}/coverage"
+NORTHWIND_OID = "d87199a7-f53b-4dd6-813d-019f7547bffb"
+
+
+async def test_coverage_shows_a_removal_healed_inside_the_period_and_the_offboarding(
+    api: Client, cloud: CloudSandbox
+) -> None:
+    from datetime import UTC, datetime, timedelta
+    from urllib.parse import quote
+
+    from shared.links.reverify import verify_now
+    from shared.links.runs import RunSummary
+    from shared.links.service import get_service
+
+    before = datetime.now(UTC) - timedelta(minutes=1)
+    body = {"identity": {"type": "federated", "clientId": FEDERATED_APP}}
+    status, _, _ = await api.call(
+        "POST", "/links/{customerTenantId}/relink", customerTenantId=NORTHWIND, body=body
+    )
+    assert status == 200
+    service = await get_service()
+
+    async def night(run_id: str) -> datetime:
+        """One complete nightly run over the one link, recorded as the timer's run would be."""
+        started = datetime.now(UTC)
+        await service.ledger.runs.create(run_id, total=1, started_at=started)
+        (state,) = await service.ledger.link_states(NORTHWIND)
+        assert await verify_now(service, state, run_id) is not None
+        ended = datetime.now(UTC)
+        await service.ledger.runs.finish(run_id, RunSummary(ended, 0.1, True, {"verified": 1}))
+        return started
+
+    await night("2030-01-01")
+    second = await night("2030-01-02")  # nothing changed: no history row, the run record proves it
+    cloud.delete_link(NORTHWIND, NORTHWIND_OID)
+    await night("2030-01-03")  # found removed, healed
+    await night("2030-01-04")
+
+    status, answer, _ = await api.call(
+        "GET", COVERAGE + "?from={start}", customerTenantId=NORTHWIND, start=quote(before.isoformat())
+    )
+    assert status == 200, answer
+    (identity,) = answer["identities"]
+    assert identity["clientId"] == FEDERATED_APP and identity["linkedThroughout"] is False
+    assert answer["completeRuns"] == 4
+    assert [gap["reason"] for gap in identity["gaps"]] == ["not-onboarded", "removed"]
+    removed = identity["gaps"][1]
+    assert datetime.fromisoformat(removed["from"]) == second  # the last check that found it linked
+    assert [i["partnerId"] for i in identity["intervals"]] == [PARTNER_ID, PARTNER_ID]
+
+    # Linked throughout a period inside the first interval.
+    start, end = (quote(identity["intervals"][0][edge]) for edge in ("from", "to"))
+    status, inside, _ = await api.call(
+        "GET", COVERAGE + "?from={start}&to={end}", customerTenantId=NORTHWIND, start=start, end=end
+    )
+    assert status == 200 and inside["identities"][0]["linkedThroughout"] is True
+
+    status, _, _ = await api.call("POST", OFFBOARD, customerTenantId=NORTHWIND)
+    assert status == 200
+    status, after, _ = await api.call("GET", COVERAGE, customerTenantId=NORTHWIND)
+    assert [gap["reason"] for gap in after["identities"][0]["gaps"]][-1] == "offboarded"
+
+
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        ("?from=yesterday", "from: not an ISO 8601 date or date-time"),
+        ("?from=2026-03-01&to=2026-02-01", "from: must be before to (and before now)"),
+        ("?from=2020-01-01&to=2026-01-01", "the period may be at most 366 days"),
+        ("?since=2026-01-01", "unknown parameter (allowed: from, to)"),
+    ],
+)
+async def test_coverage_refuses_bad_periods(api: Client, query: str, detail: str) -> None:
+    status, problem, _ = await api.call("GET", COVERAGE + query, customerTenantId=NORTHWIND)
+    assert (status, problem["detail"]) == (400, detail)
+    status, problem, _ = await api.call("GET", COVERAGE, customerTenantId=TAILSPIN)
+    assert (status, problem["type"].rsplit("/", 1)[-1]) == (404, "unknown-tenant")
+    status, _, _ = await api.call("POST", COVERAGE, customerTenantId=NORTHWIND)
+    assert status == 405

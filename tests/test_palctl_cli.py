@@ -43,6 +43,7 @@ LEAF_COMMANDS = [
     ["consent-url"],
     ["retire"],
     ["offboard"],
+    ["evidence"],
     ["dlq", "list"],
     ["dlq", "replay"],
     ["config", "set"],
@@ -65,6 +66,20 @@ FIELDS = {
     "offboard": (
         {"dryRun", "total", "valid", "invalid", "duplicates", "offboarded", "rows"},
         ["row", "customerTenantId", "clientId", "status", "httpStatus", "outcome", "code", "detail"],
+    ),
+    "evidence": (
+        {"rows"},
+        [
+            "customerTenantId",
+            "clientId",
+            "linkedThroughout",
+            "kind",
+            "start",
+            "end",
+            "partnerId",
+            "reason",
+            "detail",
+        ],
     ),
     "consent-url": (set(), ["url", "customerTenantId", "clientId", "redirectUri", "authority"]),
     "config show": ({"file", "settings"}, ["key", "value", "source", "env"]),

@@ -23,7 +23,15 @@ from shared.spine.receipts import hashed_row_key, is_final
 from shared.spine.table_row import TableRow
 from shared.spine.write_intent import WriteIntent
 
-__all__ = ["HistoryEvent", "IntentRow", "LinkState", "event_row_key", "intent_row_key", "state_row_key"]
+__all__ = [
+    "HistoryEvent",
+    "IntentRow",
+    "LinkState",
+    "event_row_key",
+    "events_until_key",
+    "intent_row_key",
+    "state_row_key",
+]
 
 STATE_PREFIX = "link~"
 EVENT_PREFIX = "event~"
@@ -39,6 +47,12 @@ def event_row_key(now: datetime) -> str:
     """Newest first: the key holds the inverted time, then a random suffix against collisions."""
     micros = int(now.timestamp() * 1_000_000)
     return f"{EVENT_PREFIX}{_INVERT - micros:020d}~{uuid.uuid4().hex[:8]}"
+
+
+def events_until_key(moment: datetime) -> str:
+    """The smallest key of an event at or before `moment` (keys are newest first)."""
+    micros = int(moment.timestamp() * 1_000_000)
+    return f"{EVENT_PREFIX}{_INVERT - micros:020d}"
 
 
 def intent_row_key(chain: str) -> str:
