@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from shared.links.api import LinksApi
     from shared.links.coverage_api import CoverageApi
     from shared.links.evidence import EvidenceApi
+    from shared.links.live_api import LiveApi
     from shared.links.service import LinkService
 
 
@@ -44,6 +45,13 @@ async def coverage_api() -> CoverageApi:
     from shared.links.coverage_api import CoverageApi
 
     return CoverageApi.of(await service())
+
+
+async def live_api() -> LiveApi:
+    """The live view: links read from ARM now beside the ledger (shared.links.live_api)."""
+    from shared.links.live_api import LiveApi
+
+    return LiveApi.of(await service())
 
 
 async def handle_queue_message(message: func.ServiceBusMessage, source: Source) -> None:

@@ -8,7 +8,7 @@ from shared.spine.problem import method_not_allowed
 
 from .answers import ALL_METHODS as _ALL_METHODS
 from .answers import reply as _reply
-from .core import coverage_api, evidence_api, links_api
+from .core import coverage_api, evidence_api, links_api, live_api
 
 bp = func.Blueprint()
 
@@ -72,6 +72,17 @@ async def link_coverage(req: func.HttpRequest) -> func.HttpResponse:
     if req.method != "GET":
         return _reply(method_not_allowed(req.method, ["GET"]))
     api = await coverage_api()
+    return _reply(await api.get(req.route_params["customerTenantId"], dict(req.params)))
+
+
+@bp.function_name("link_live")
+@bp.route(route="links/{customerTenantId}/live", methods=_ALL_METHODS, auth_level=func.AuthLevel.FUNCTION)
+async def link_live(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/links/{customerTenantId}/live?clientId=: each identity's link read from ARM now, signed
+    in as it, beside the ledger's state (read-only)."""
+    if req.method != "GET":
+        return _reply(method_not_allowed(req.method, ["GET"]))
+    api = await live_api()
     return _reply(await api.get(req.route_params["customerTenantId"], dict(req.params)))
 
 

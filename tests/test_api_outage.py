@@ -35,6 +35,7 @@ async def dead_ledger_api(bus_env: dict[str, str], monkeypatch: pytest.MonkeyPat
         ("GET", "/links?outcome=linked&top=5", {}),
         ("GET", "/links/{customerTenantId}", {"customerTenantId": NORTHWIND}),
         ("POST", "/links/{customerTenantId}/relink", {"customerTenantId": NORTHWIND}),
+        ("GET", "/links/{customerTenantId}/live", {"customerTenantId": NORTHWIND}),
         (
             "DELETE",
             "/links/{customerTenantId}/identities/{clientId}",

@@ -87,6 +87,7 @@ def test_bindings_are_indexed_as_the_host_expects() -> None:
         "get_link": ("links/{customerTenantId}", "FUNCTION", out),
         "link_evidence": ("links/{customerTenantId}/evidence", "FUNCTION", out),
         "link_coverage": ("links/{customerTenantId}/coverage", "FUNCTION", out),
+        "link_live": ("links/{customerTenantId}/live", "FUNCTION", out),
         "retire_identity": ("links/{customerTenantId}/identities/{clientId}", "FUNCTION", out),
         "attribution_rules": ("attribution/rules", "FUNCTION", out),
         "attribution_below": ("attribution", "FUNCTION", out),

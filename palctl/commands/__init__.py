@@ -22,6 +22,7 @@ COMMANDS: dict[str, Entry] = {
         "palctl.commands.offboard", "Offboard customers: remove their link (over the HTTP API)."
     ),
     "retire": Entry("palctl.commands.retire", "Retire an identity's ledger record (over the HTTP API)."),
+    "link": Entry("palctl.commands.link", "A customer's links read from Azure now, beside the ledger."),
     "evidence": Entry("palctl.commands.evidence", "Was each customer linked throughout a period? (HTTP API)"),
     "dlq": Entry("palctl.commands.dlq", "The dead-letter queue: list what is in it and why, replay."),
     "advise": Entry("palctl.commands.advise", "Does a delivery credit the partner, and what to do."),

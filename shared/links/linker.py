@@ -6,6 +6,8 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from azure.core.credentials import AccessToken
@@ -32,6 +34,36 @@ BeforeWrite = Callable[[WriteIntent], Awaitable[None]]
 
 class BeforeWriteFailed(Exception):
     """The intent could not be recorded, so ARM was not called; `__cause__` says why."""
+
+
+@dataclass(frozen=True)
+class LiveLink:
+    """An identity's link as ARM holds it now (`linked`: there is one and it is active)."""
+
+    linked: bool
+    partner_id: str | None = None
+    partner_name: str | None = None
+    object_id: str | None = None
+    version: int | None = None
+    created_time: datetime | None = None
+    updated_time: datetime | None = None
+    state: str | None = None
+
+    @classmethod
+    def of(cls, link: Any) -> LiveLink:
+        """From the SDK's PartnerResponse; a partner ID shown only when it has the shape of one."""
+        raw = getattr(link.state, "value", link.state)
+        state = raw if isinstance(raw, str) else None
+        return cls(
+            linked=(state or "Active") == "Active",
+            partner_id=link.partner_id if is_partner_id(link.partner_id) else None,
+            partner_name=link.partner_name if isinstance(link.partner_name, str) else None,
+            object_id=link.object_id if isinstance(link.object_id, str) else None,
+            version=link.version if isinstance(link.version, int) else None,
+            created_time=link.created_time if isinstance(link.created_time, datetime) else None,
+            updated_time=link.updated_time if isinstance(link.updated_time, datetime) else None,
+            state=state,
+        )
 
 
 class Linker:
@@ -76,34 +108,9 @@ class Linker:
         Never raises for a service error; raises BeforeWriteFailed when `before_write` fails.
         """
         policy = on_other_partner or self._settings.on_other_partner
-
-        try:
-            credential = await self._credentials.get(tenant_id, identity)
-        except Exception as err:  # noqa: BLE001 - every failure becomes an outcome
-            return classify_error(
-                err,
-                stage=Stage.KEY_VAULT,
-                client_id=identity.client_id,
-                secret_name=identity.key_vault_secret_name,
-            )
-
-        try:
-            # Asked here so a sign-in failure is told apart from an ARM failure; the ARM requests
-            # carry this token.
-            token = await credential.get_token(self._arm_scope)
-        except Exception as err:  # noqa: BLE001
-            outcome = classify_error(
-                err,
-                stage=Stage.TOKEN,
-                client_id=identity.client_id,
-                secret_name=identity.key_vault_secret_name,
-            )
-            if outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN or outcome.code == "AADSTS700024":
-                # Read Key Vault again next time: the secret may have been rotated meanwhile.
-                await self._credentials.forget(tenant_id, identity)
-            return outcome
-
-        arm = self._arm_client(credential, token)
+        arm = await self._signed_in(tenant_id, identity)
+        if isinstance(arm, Outcome):
+            return arm
         client = _Writes(arm, identity.client_id, self._settings, before_write)
         try:
             return await self._link(client, partner_id, policy)
@@ -113,6 +120,43 @@ class Linker:
             return classify_error(
                 err, stage=Stage.ARM, client_id=identity.client_id, secret_name=identity.key_vault_secret_name
             )
+
+    async def _signed_in(self, tenant_id: str, identity: Identity) -> Any:
+        """The ARM client as the identity, signed in to the tenant (the token asked here, so a sign-in
+        failure is told apart from an ARM failure; the ARM requests carry it), or the Outcome of a
+        failure to get its credential or sign in."""
+        client_id, secret_name = identity.client_id, identity.key_vault_secret_name
+        try:
+            credential = await self._credentials.get(tenant_id, identity)
+        except Exception as err:  # noqa: BLE001 - every failure becomes an outcome
+            return classify_error(err, stage=Stage.KEY_VAULT, client_id=client_id, secret_name=secret_name)
+        try:
+            token = await credential.get_token(self._arm_scope)
+        except Exception as err:  # noqa: BLE001
+            outcome = classify_error(err, stage=Stage.TOKEN, client_id=client_id, secret_name=secret_name)
+            if outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN or outcome.code == "AADSTS700024":
+                # Read Key Vault again next time: the secret may have been rotated meanwhile.
+                await self._credentials.forget(tenant_id, identity)
+            return outcome
+        return self._arm_client(credential, token)
+
+    async def current(self, tenant_id: str, identity: Identity) -> LiveLink | Outcome:
+        """Read the identity's link in the tenant from ARM now, signed in as that identity (the same
+        credential path as `link`); nothing is written anywhere. The link as ARM holds it (`linked`
+        only when it is active), or the outcome a failure to sign in or read means. Never raises for
+        a service error."""
+        client = await self._signed_in(tenant_id, identity)
+        if isinstance(client, Outcome):
+            return client
+        try:
+            found = await client.partners.get()
+        except ResourceNotFoundError:
+            return LiveLink(linked=False)
+        except Exception as err:  # noqa: BLE001
+            return classify_error(
+                err, stage=Stage.ARM, client_id=identity.client_id, secret_name=identity.key_vault_secret_name
+            )
+        return LiveLink.of(found)
 
     async def _current(self, client: Any) -> Any | None:
         try:
@@ -183,18 +227,9 @@ class Linker:
         Never raises for a service error.
         """
         client_id, secret_name = identity.client_id, identity.key_vault_secret_name
-        try:
-            credential = await self._credentials.get(tenant_id, identity)
-        except Exception as err:  # noqa: BLE001 - every failure becomes an outcome
-            return classify_error(err, stage=Stage.KEY_VAULT, client_id=client_id, secret_name=secret_name)
-        try:
-            token = await credential.get_token(self._settings.arm_scope)
-        except Exception as err:  # noqa: BLE001
-            outcome = classify_error(err, stage=Stage.TOKEN, client_id=client_id, secret_name=secret_name)
-            if outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN or outcome.code == "AADSTS700024":
-                await self._credentials.forget(tenant_id, identity)
-            return outcome
-        client = self._arm_client(credential, token)
+        client = await self._signed_in(tenant_id, identity)
+        if isinstance(client, Outcome):
+            return client
         try:
             current = await self._current(client)
             if current is None:
