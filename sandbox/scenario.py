@@ -180,10 +180,20 @@ class Link:
 
 
 @dataclass(frozen=True)
+class UserAccount:
+    """A user or dedicated service account of the tenant: it signs in interactively (device code)."""
+
+    object_id: str
+    user_principal_name: str
+    display_name: str
+
+
+@dataclass(frozen=True)
 class Tenant:
     tenant_id: str
     name: str
     service_principals: tuple[ServicePrincipal, ...] = ()
+    users: tuple[UserAccount, ...] = ()
     links: tuple[Link, ...] = ()
     faults: tuple[FaultRule, ...] = ()
     power_platform: PowerPlatform | None = None  # None: no Power Platform grants nor resources
@@ -323,6 +333,7 @@ def _tenant(path: str, item: object, apps: tuple[App, ...], partner_ids: Mapping
             "tenantId",
             "name",
             "servicePrincipals",
+            "users",
             "links",
             "faults",
             "powerPlatform",
@@ -337,6 +348,7 @@ def _tenant(path: str, item: object, apps: tuple[App, ...], partner_ids: Mapping
         tenant_id=fields.guid("tenantId"),
         name=fields.text("name"),
         service_principals=tuple(principals),
+        users=_users(fields, path, {principal.object_id for principal in principals}),
         links=tuple(links),
         faults=tuple(FaultRule.from_dict(raw, fault_path) for fault_path, raw in fields.items("faults")),
         power_platform=parse_power_platform(
@@ -373,6 +385,25 @@ def _principals(fields: _Fields, path: str, client_ids: set[str]) -> list[Servic
         "objectId",
     )
     return principals
+
+
+def _users(fields: _Fields, path: str, principal_ids: set[str]) -> tuple[UserAccount, ...]:
+    """The tenant's user accounts: objectId, userPrincipalName and displayName, each unique."""
+    users = []
+    for user_path, raw in fields.items("users"):
+        user = _Fields(raw, user_path, ("objectId", "userPrincipalName", "displayName"))
+        object_id, upn = user.guid("objectId"), user.text("userPrincipalName")
+        if object_id in principal_ids:
+            raise ValueError(f"{user.at('objectId')}: a service principal's objectId, not a user's")
+        if upn.count("@") != 1 or not all(upn.split("@")) or any(c.isspace() for c in upn):
+            raise ValueError(f"{user.at('userPrincipalName')}: expected name@domain")
+        users.append(UserAccount(object_id, upn.lower(), user.text("displayName")))
+    unique([(f"{path}.users[{i}].objectId", u.object_id) for i, u in enumerate(users)], "objectId")
+    unique(
+        [(f"{path}.users[{i}].userPrincipalName", u.user_principal_name) for i, u in enumerate(users)],
+        "userPrincipalName",
+    )
+    return tuple(users)
 
 
 def _links(fields: _Fields, path: str, object_ids: set[str], partner_ids: Mapping[str, str]) -> list[Link]:

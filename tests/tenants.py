@@ -34,3 +34,8 @@ def onboarding_message(tenant: str, client_id: str = FEDERATED_APP, **fields: An
     if "secret_name" in fields:
         identity["keyVaultSecretName"] = fields.pop("secret_name")
     return {"schemaVersion": 1, "customerTenantId": tenant, "identity": identity, **fields}
+
+
+NORTHWIND_USER = "6f1e2b9c-3d4a-4c5e-9f70-1a2b3c4d5e6f"
+"""Northwind's dedicated service account (a user: it signs in with a device code)."""
+NORTHWIND_UPN = "pal-service@northwind.example"

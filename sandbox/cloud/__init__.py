@@ -22,12 +22,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..scenario import FaultRule, PutWhenLinked, Scenario, load_scenario
+from ..scenario import FaultRule, PutWhenLinked, Scenario, UserAccount, load_scenario
 from ..tls import make_tls
 from .admin import Admin
 from .arm import ManagementPartner
 from .authorization import Authorization, AuthorizationWorld
 from .credentials import self_signed_pem
+from .device_code import DeviceCodes
 from .entra import EntraId
 from .faults import Faults
 from .key_vault import KeyVault
@@ -75,7 +76,9 @@ class CloudSandbox:
         self._tokens = TokenIssuer()
         self._identity = ManagedIdentity(self._state, self._tokens, self._faults)
         self._router = Router()
-        self._router.add(EntraId(self._state, self._tokens, self._faults, self._router.audiences))
+        self._device_codes = DeviceCodes(self._state, self._tokens)
+        entra = EntraId(self._state, self._tokens, self._faults, self._router.audiences, self._device_codes)
+        self._router.add(entra)
         self._router.add(ManagementPartner(self._state, self._tokens, self._faults), prefix="providers")
         self._authorization = AuthorizationWorld(self._state)
         authorization = Authorization(self._state, self._tokens, self._faults, self._authorization)
@@ -90,7 +93,9 @@ class CloudSandbox:
         self._router.add(Flow(*services), prefix="providers/Microsoft.ProcessSimple")
         self._router.add(self._dataverse, prefix=DATAVERSE_PREFIX)
         self._router.add(self._power_bi, prefix="v1.0/myorg")
-        admin = Admin(self._state, self._faults, self._power_platform, self._authorization)
+        admin = Admin(
+            self._state, self._faults, self._power_platform, self._authorization, self._device_codes
+        )
         self._router.add(admin, prefix="_sandbox")
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
@@ -312,6 +317,19 @@ class CloudSandbox:
         """Forget the requests Dataverse and Power BI have counted against their limits."""
         self._dataverse.limits.reset()
         self._power_bi.limits.reset()
+
+    def add_user(self, tenant_id: str, object_id: str, user_principal_name: str, display_name: str) -> None:
+        """A user or service account of the tenant, which signs in with the device code flow."""
+        user = UserAccount(object_id.lower(), user_principal_name.lower(), display_name)
+        self._state.add_user(tenant_id, user)
+
+    def complete_device_code(self, tenant_id: str, user_code: str, user: str) -> None:
+        """Sign a pending device code in as the tenant's user (object ID or UPN), as a person would."""
+        self._device_codes.complete(tenant_id, user_code, user)
+
+    def set_device_code_timing(self, *, interval: int = 1, expires_in: int = 900) -> None:
+        """Seconds between polls and the lifetime of the device codes issued from now on."""
+        self._device_codes.set_timing(interval=interval, lifetime=expires_in)
 
     def issue_token(
         self,

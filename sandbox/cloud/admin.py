@@ -1,14 +1,17 @@
 """The sandbox's admin API under /_sandbox/, for another process (the benchmark, a sandbox started with
 `python -m sandbox.cloud`): stats, links, faults, settings, secrets, tenants and service principals,
 a tenant's Power Platform, its grants and Dataverse application users, its Azure subscriptions and
-role assignments, the same operations CloudSandbox offers in-process. Secret values go in, never out."""
+role assignments, a tenant's user accounts and the completion of their device codes (a sign-in without a
+person), the same operations CloudSandbox offers in-process. Secret values go in, never out."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from ..scenario import FaultRule, parse_tags
+from ..scenario import FaultRule, UserAccount, parse_tags
+from ..scenario_fields import Fields
 from .authorization import AuthorizationWorld
+from .device_code import DeviceCodes
 from .faults import Faults
 from .power_platform import PowerPlatformWorld
 from .protocol import Reply, Request, json_reply
@@ -34,9 +37,10 @@ class Admin:
         faults: Faults,
         power_platform: PowerPlatformWorld,
         authorization: AuthorizationWorld,
+        device_codes: DeviceCodes,
     ) -> None:
         self._state, self._faults, self._power_platform = state, faults, power_platform
-        self._authorization = authorization
+        self._authorization, self._device_codes = authorization, device_codes
         principal = ("tenants", "*", "service-principals", "*")
         platform = ("tenants", "*", "power-platform")
         azure = ("tenants", "*", "subscriptions")
@@ -62,6 +66,10 @@ class Admin:
             ("DELETE", ("environments", "*", "application-users", "*"), self._application_user),
             ("GET", azure, lambda route, request: json_reply(200, authorization.snapshot(route[1]))),
             ("PUT", azure, self._install_subscriptions),
+            ("PUT", ("tenants", "*", "users", "*"), self._add_user),
+            ("GET", ("device-codes",), lambda route, request: json_reply(200, device_codes.pending_codes())),
+            ("POST", ("tenants", "*", "device-codes", "*", "complete"), self._complete_device_code),
+            ("PUT", ("device-code-settings",), self._device_code_settings),
         ]
 
     def audiences(self, base_url: str) -> Iterable[str]:
@@ -152,4 +160,26 @@ class Admin:
 
     def _application_user(self, route: list[str], request: Request) -> Reply:
         self._power_platform.set_application_user(route[1], route[3], request.method == "PUT")
+        return _ok()
+
+    def _add_user(self, route: list[str], request: Request) -> Reply:
+        """The body: {"userPrincipalName": ..., "displayName": ...}; the object ID is the path's."""
+        body = Fields(request.json(), "body", ("userPrincipalName", "displayName"))
+        user = UserAccount(route[3].lower(), body.text("userPrincipalName").lower(), body.text("displayName"))
+        self._state.add_user(route[1], user)
+        return _ok()
+
+    def _complete_device_code(self, route: list[str], request: Request) -> Reply:
+        """The body: {"user": object ID or UPN}; signs the pending user code in as that user."""
+        who = Fields(request.json(), "body", ("user",)).text("user")
+        user = self._device_codes.complete(route[1], route[3], who)
+        return json_reply(200, {"objectId": user.object_id, "userPrincipalName": user.user_principal_name})
+
+    def _device_code_settings(self, route: list[str], request: Request) -> Reply:
+        """The body: {"interval": seconds, "expiresIn": seconds}, for the codes issued from now on."""
+        body = Fields(request.json(), "body", ("interval", "expiresIn"))
+        interval = body.value.get("interval", 1)
+        if not isinstance(interval, int) or isinstance(interval, bool):
+            raise ValueError("body.interval: expected a whole number of seconds")
+        self._device_codes.set_timing(interval=interval, lifetime=body.integer("expiresIn", 900))
         return _ok()

@@ -1,6 +1,7 @@
 """Entra ID v2 for the client-credentials flow: a tenant's OpenID configuration and signing keys, and
 its token endpoint taking a client secret, a certificate-signed client assertion or a federated one
-(a managed identity's token for api://AzureADTokenExchange), answering with Entra's AADSTS errors."""
+(a managed identity's token for api://AzureADTokenExchange), answering with Entra's AADSTS errors.
+A user account's device-code sign-in (devicecode endpoint, device_code grant) is `device_code.py`'s."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.types import Options
 
 from ..scenario import EXCHANGE_AUDIENCE
+from .device_code import DEVICE_CODE_GRANT, DeviceCodes, Issuer
 from .faults import Faults
 from .oauth import oauth_error, oauth_shape
 from .protocol import Refusal, Reply, Request, json_reply
@@ -27,6 +29,7 @@ GRAPH = "https://graph.microsoft.com"
 _OPENID_CONFIGURATION = "v2.0/.well-known/openid-configuration"
 _KEYS = "discovery/v2.0/keys"
 _TOKEN = "oauth2/v2.0/token"
+_DEVICE_CODE = "oauth2/v2.0/devicecode"
 _UNKNOWN_CERTIFICATE = (
     "The certificate with identifier used to sign the client assertion is not registered on application. "
     "[Reason - The key was not found., Thumbprint of key used by client: '{thumbprint}', Please visit the "
@@ -47,8 +50,10 @@ class EntraId:
         tokens: TokenIssuer,
         faults: Faults,
         accepted: Callable[[str], frozenset[str]],
+        device_codes: DeviceCodes,
     ) -> None:
         self._state, self._tokens, self._faults, self._accepted = state, tokens, faults, accepted
+        self._device_codes = device_codes
 
     def audiences(self, base_url: str) -> Iterable[str]:
         return (GRAPH,)  # Microsoft Graph: tokens are issued for it, though the sandbox serves no Graph
@@ -71,6 +76,9 @@ class EntraId:
             return json_reply(200, self._tokens.jwks())
         if request.method == "POST" and rest == _TOKEN:
             return self._token(tenant_id, request, context)
+        if request.method == "POST" and rest == _DEVICE_CODE:
+            self._state.count("deviceCodeRequests", tenant_id)
+            return self._device_codes.start(tenant_id, _form(request), context)
         return json_reply(
             404, {"error": "not_found", "error_description": "No such Entra ID endpoint in the sandbox."}
         )
@@ -89,12 +97,15 @@ class EntraId:
 
     def _token(self, tenant_id: str, request: Request, context: dict[str, str]) -> Reply:
         self._state.count("tokenRequests", tenant_id)
-        form = {key: values[0] for key, values in parse_qs(request.body.decode("utf-8", "replace")).items()}
+        form = _form(request)
         context["client_id"] = form.get("client_id", "")  # echoed as sent, like Entra
         client_id = context["client_id"].lower()
         fault = self._faults.apply(request, tenant_id, "token", oauth_shape(self._state, context), context)
         if fault is not None:
             return fault
+        if form.get("grant_type") == DEVICE_CODE_GRANT:  # a user's sign-in: no service principal
+            issuer = Issuer(f"{request.base_url}/{tenant_id}/v2.0", self._accepted(request.base_url))
+            return self._device_codes.poll(tenant_id, form, context, issuer)
         principal, lifetime = self._principal(tenant_id, client_id, context)
         resource = self._resource(form, context)
         app = self._state.apps.get(client_id)
@@ -238,6 +249,11 @@ class EntraId:
             return iso(datetime.fromtimestamp(epoch, UTC))
 
         self._refuse(700024, {**context, "now": when(now), "nbf": when(nbf), "exp": when(exp)})
+
+
+def _form(request: Request) -> dict[str, str]:
+    """The request's form body, the first value of each parameter."""
+    return {key: values[0] for key, values in parse_qs(request.body.decode("utf-8", "replace")).items()}
 
 
 def _openid_configuration(base: str) -> dict[str, Any]:

@@ -117,6 +117,19 @@ AADSTS: dict[int, tuple[int, str, str]] = {
         "documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .",
     ),
     50027: (400, "invalid_request", "JWT token is invalid or malformed."),
+    # The device authorization grant (a user signing in on another device).
+    70016: (
+        400,
+        "authorization_pending",
+        "OAuth 2.0 device flow error. Authorization is still pending. Continue polling.",
+    ),
+    70020: (
+        400,
+        "expired_token",
+        "The provided value for the input parameter 'device_code' is not valid. This device code has "
+        "expired.",
+    ),
+    70000: (400, "invalid_grant", "Provided grant is invalid or malformed."),
 }
 
 

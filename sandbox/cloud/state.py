@@ -18,7 +18,8 @@ from typing import Any, cast
 
 from cryptography import x509
 
-from ..scenario import PutWhenLinked, Scenario
+from ..scenario import PutWhenLinked, Scenario, UserAccount
+from ..scenario import Tenant as ScenarioTenant
 from .credentials import client_secret, self_signed_pem, thumbprints
 
 
@@ -42,6 +43,7 @@ class Tenant:
     tenant_id: str
     name: str
     principals: dict[str, Principal] = field(default_factory=dict)  # by client ID
+    users: dict[str, UserAccount] = field(default_factory=dict)  # by object ID: they sign in interactively
 
 
 @dataclass
@@ -91,6 +93,7 @@ class SecretVersion:
 def empty_stats() -> dict[str, Any]:
     return {
         "tokenRequests": {},
+        "deviceCodeRequests": {},
         "openidConfigurationRequests": {},
         "armCalls": {},
         "authorizationCalls": {},  # subscriptions and Microsoft.Authorization: tenant -> method -> count
@@ -124,6 +127,8 @@ class CloudState:
             self.add_tenant(tenant.tenant_id, tenant.name)
             for sp in tenant.service_principals:
                 self.add_service_principal(tenant.tenant_id, sp.client_id, sp.object_id, enabled=sp.enabled)
+            for user in _users_of(tenant):
+                self.add_user(tenant.tenant_id, user)
             for link in tenant.links:
                 self.set_link(tenant.tenant_id, link.object_id, link.partner_id)
         self._make_app_credentials()
@@ -178,6 +183,28 @@ class CloudState:
             if client_id.lower() not in self.apps:
                 raise ValueError(f"no app with clientId {client_id} in the scenario")
             tenant.principals[client_id.lower()] = Principal(client_id.lower(), object_id.lower(), enabled)
+
+    def add_user(self, tenant_id: str, user: UserAccount) -> None:
+        """A user or service account of the tenant (it signs in with the device code flow)."""
+        with self.lock:
+            tenant = self.require_tenant(tenant_id)
+            clash = next(
+                (u for u in tenant.users.values() if u.user_principal_name == user.user_principal_name), None
+            )
+            if clash is not None and clash.object_id != user.object_id:
+                raise ValueError(f"user {user.user_principal_name} already exists in tenant {tenant_id}")
+            tenant.users[user.object_id.lower()] = user
+
+    def find_user(self, tenant_id: str, who: str) -> UserAccount:
+        """The tenant's user with this object ID or user principal name (case-insensitive)."""
+        with self.lock:
+            users = self.require_tenant(tenant_id).users
+            found = users.get(who.lower()) or next(
+                (user for user in users.values() if user.user_principal_name == who.lower()), None
+            )
+        if found is None:
+            raise ValueError(f"no user {who} in tenant {tenant_id}")
+        return found
 
     def set_service_principal_enabled(self, tenant_id: str, client_id: str, enabled: bool) -> None:
         with self.lock:
@@ -296,3 +323,17 @@ class CloudState:
         stored.version, stored.created = uuid.uuid4().hex, int(time.time())
         versions.append(stored)
         return stored.version
+
+
+def _users_of(tenant: ScenarioTenant) -> list[UserAccount]:
+    """The scenario tenant's user accounts, then its Power Platform users still in Entra ID (one per
+    object ID and UPN: the tenant-level entry wins)."""
+    users = list(tenant.users)
+    known = {user.object_id for user in users} | {user.user_principal_name for user in users}
+    section = tenant.power_platform
+    for person in section.users if section is not None else ():
+        upn = person.user_principal_name.lower()
+        if not (person.deleted or person.object_id in known or upn in known):
+            users.append(UserAccount(person.object_id, upn, person.display_name))
+            known |= {person.object_id, upn}
+    return users
