@@ -9,6 +9,8 @@ properties, dead-letter reasons) made safe to keep and to show.
 - The product's log records have their arguments escaped whatever handler writes them, and the
   Azure SDK's loggers are kept at WARNING: host.json's log levels do not reach the Python worker,
   and the SDK's HTTP logging policy writes request URLs (Key Vault secret names among them).
+  azure-identity's at ERROR: its warnings of a refused sign-in repeat Entra's error text (what a
+  server chose to say), and the product logs its own line for the same failure, with the AADSTS code.
 """
 
 from __future__ import annotations
@@ -154,10 +156,13 @@ class _EscapingRecordFactory:
         return record
 
 
+_QUIETER = {"azure.identity": logging.ERROR}
+
+
 def configure_logging() -> None:
     """Escape the product's log records and quiet the Azure SDK; safe to call more than once."""
     for name in SDK_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(_QUIETER.get(name, logging.WARNING))
     factory = logging.getLogRecordFactory()
     if not isinstance(factory, _EscapingRecordFactory):
         logging.setLogRecordFactory(_EscapingRecordFactory(factory))
