@@ -24,6 +24,7 @@ from shared.attribution.rules_document import rules_document
 from shared.attribution.store import AttributionLedger
 from shared.links.ledger import Ledger
 from shared.spine.identifiers import is_guid
+from shared.spine.outages import answers_outages
 from shared.spine.problem import ApiResponse, problem
 from shared.spine.servicebus import QueueSender
 from shared.spine.settings import Settings
@@ -46,6 +47,7 @@ class AttributionApi:
     def rules() -> ApiResponse:
         return ApiResponse(200, rules_document())
 
+    @answers_outages
     async def tenant(self, customer_tenant_id: str, parameters: Mapping[str, str]) -> ApiResponse:
         tenant = customer_tenant_id.lower()
         if not is_guid(tenant):
@@ -69,6 +71,7 @@ class AttributionApi:
         }
         return ApiResponse(200, body)
 
+    @answers_outages
     async def below(self, parameters: Mapping[str, str]) -> ApiResponse:
         unknown = sorted(set(parameters) - {"coverageBelow"})
         given = parameters.get("coverageBelow")
@@ -95,6 +98,7 @@ class AttributionApi:
         ]
         return ApiResponse(200, {"coverageBelow": threshold, "customers": customers})
 
+    @answers_outages
     async def audit_now(self, customer_tenant_id: str) -> ApiResponse:
         tenant = customer_tenant_id.lower()
         if not is_guid(tenant):

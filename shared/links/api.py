@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.links.earning import roles_view
 from shared.links.message import (
@@ -30,10 +29,10 @@ from shared.links.message import (
 )
 from shared.links.retirement import DEFAULT_REASON, InvalidReason, retirement_reason
 from shared.links.rows import LinkState
-from shared.spine.errors import is_unavailable
 from shared.spine.identifiers import is_guid, printable_name
+from shared.spine.outages import answers_outages
 from shared.spine.outcomes import Outcome, OutcomeKind
-from shared.spine.problem import ApiResponse, problem, storage_unavailable
+from shared.spine.problem import ApiResponse, problem
 from shared.spine.settings import Settings
 from shared.spine.table_row import TableRow
 
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
     from shared.links.service import LinkService
 
 logger = logging.getLogger(__name__)
-_P = ParamSpec("_P")
 
 MAX_BODY_BYTES = 16 * 1024
 _RELINK_FIELDS = {"identity", "partnerId"}
@@ -102,22 +100,6 @@ _EVENT_FIELDS = {"event_time": "time"} | _api_names(
     "run_id",
     "correlation_id",
 )
-
-
-def _answers_outages(call: Callable[_P, Awaitable[ApiResponse]]) -> Callable[_P, Awaitable[ApiResponse]]:
-    """A storage outage is answered 503 with Retry-After; anything else is a bug and raises."""
-
-    @functools.wraps(call)
-    async def answer(*args: _P.args, **kwargs: _P.kwargs) -> ApiResponse:
-        try:
-            return await call(*args, **kwargs)
-        except Exception as error:
-            if not is_unavailable(error):
-                raise
-            logger.warning("HTTP API: the ledger is unavailable (%s); answered 503", type(error).__name__)
-            return storage_unavailable()
-
-    return answer
 
 
 def _project(row: TableRow, fields: Mapping[str, str]) -> dict[str, Any]:
@@ -276,7 +258,7 @@ class LinksApi:
 
         return cls(service.ledger, service, service.settings, Offboarding(service))
 
-    @_answers_outages
+    @answers_outages
     async def relink(self, customer_tenant_id: str, body: bytes) -> ApiResponse:
         if (bad := _bad_tenant(customer_tenant_id)) is not None:
             return bad
@@ -346,7 +328,7 @@ class LinksApi:
             recorded["partnerId"] = state.partner_id
         return recorded
 
-    @_answers_outages
+    @answers_outages
     async def list_links(self, parameters: Mapping[str, str]) -> ApiResponse:
         unknown = sorted(set(parameters) - _LIST_PARAMETERS)
         if unknown:
@@ -383,7 +365,7 @@ class LinksApi:
             },
         )
 
-    @_answers_outages
+    @answers_outages
     async def get_link(self, customer_tenant_id: str) -> ApiResponse:
         if (bad := _bad_tenant(customer_tenant_id)) is not None:
             return bad
@@ -403,7 +385,7 @@ class LinksApi:
             },
         )
 
-    @_answers_outages
+    @answers_outages
     async def offboard(self, customer_tenant_id: str, body: bytes) -> ApiResponse:
         """Offboard the customer now: remove the recorded identity's link (the one with the body's
         `clientId`, when several are recorded) and stop checking it; the history is kept."""
@@ -425,7 +407,7 @@ class LinksApi:
             raise RuntimeError("this API was built without an offboarder")
         return _offboard_answer(tenant, await self._offboarder.offboard(request))
 
-    @_answers_outages
+    @answers_outages
     async def retire(self, customer_tenant_id: str, client_id: str, body: bytes) -> ApiResponse:
         """Retire an identity's record (a phantom from a wrong client ID, or one no longer used)."""
         if (bad := _bad_tenant(customer_tenant_id)) is not None:

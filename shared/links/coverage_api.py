@@ -5,7 +5,6 @@ to one of our partner IDs throughout the period, or its intervals and gaps with 
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -14,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from shared.links.coverage import Coverage, coverage_of, observations_of
 from shared.links.rows import EVENT_PREFIX, HistoryEvent, LinkState, events_until_key
 from shared.links.runs import RunRecord
-from shared.spine.errors import is_unavailable
 from shared.spine.identifiers import is_guid
-from shared.spine.problem import ApiResponse, problem, storage_unavailable
+from shared.spine.outages import answers_outages
+from shared.spine.problem import ApiResponse, problem
 from shared.spine.table import Table, after_prefix
 
 if TYPE_CHECKING:
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_DAYS", "MAX_DAYS", "CoverageApi", "Period", "history_until", "period_of"]
 
-logger = logging.getLogger(__name__)
 
 DEFAULT_DAYS = 30
 """`from` when not given: this many days before `to`."""
@@ -132,14 +130,9 @@ class CoverageApi:
         period = period_of(parameters, datetime.now(UTC))
         if isinstance(period, str):
             return problem(400, "invalid-query", "Invalid query", period)
-        try:
-            return await self._answer(customer_tenant_id.lower(), period)
-        except Exception as error:
-            if not is_unavailable(error):
-                raise
-            logger.warning("HTTP API: the ledger is unavailable (%s); answered 503", type(error).__name__)
-            return storage_unavailable()
+        return await self._answer(customer_tenant_id.lower(), period)
 
+    @answers_outages
     async def _answer(self, tenant: str, period: Period) -> ApiResponse:
         states = {state.client_id or "": state for state in await self._ledger.link_states(tenant)}
         events = await history_until(self._ledger.table, tenant, period.end)

@@ -9,15 +9,14 @@ Every nightly check is in it without one row per night: the verified interval (`
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.links.earning import grants_of
 from shared.links.rows import LinkState
-from shared.spine.errors import is_unavailable
 from shared.spine.identifiers import is_guid
-from shared.spine.problem import ApiResponse, problem, storage_unavailable
+from shared.spine.outages import answers_outages
+from shared.spine.problem import ApiResponse, problem
 
 if TYPE_CHECKING:
     from shared.links.ledger import Ledger
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["EvidenceApi", "evidence_of"]
 
-logger = logging.getLogger(__name__)
 
 SERVICE_PRINCIPAL = "ServicePrincipal"
 """The identity type, as the attestation script names it: every identity the product links is one."""
@@ -70,18 +68,13 @@ class EvidenceApi:
     def of(cls, service: LinkService) -> EvidenceApi:
         return cls(service.ledger)
 
+    @answers_outages
     async def get(self, customer_tenant_id: str) -> ApiResponse:
         if not is_guid(customer_tenant_id):
             detail = "customerTenantId: must be a GUID (the directory ID)"
             return problem(400, "invalid-tenant-id", "Invalid customer tenant ID", detail)
         tenant = customer_tenant_id.lower()
-        try:
-            states = await self._ledger.link_states(tenant)
-        except Exception as error:
-            if not is_unavailable(error):
-                raise
-            logger.warning("HTTP API: the ledger is unavailable (%s); answered 503", type(error).__name__)
-            return storage_unavailable()
+        states = await self._ledger.link_states(tenant)
         if not states:
             return problem(
                 404, "unknown-tenant", "Unknown customer tenant", "no link is recorded for this tenant"

@@ -6,18 +6,18 @@ are in step. Read-only: nothing is written to the ledger or to ARM.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.links.linker import LiveLink
 from shared.links.rows import LinkState
-from shared.spine.errors import IDENTITY_GONE, is_unavailable
+from shared.spine.errors import IDENTITY_GONE
 from shared.spine.identifiers import is_guid
 from shared.spine.identity import Identity, IdentityType
+from shared.spine.outages import answers_outages
 from shared.spine.outcomes import Outcome, OutcomeKind
-from shared.spine.problem import ApiResponse, problem, storage_unavailable
+from shared.spine.problem import ApiResponse, problem
 
 if TYPE_CHECKING:
     from shared.links.ledger import Ledger
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["LiveApi", "compare"]
 
-logger = logging.getLogger(__name__)
 
 _PARAMETERS = {"clientId"}
 _IDENTITY_TYPES = frozenset(kind.value for kind in IdentityType)
@@ -142,19 +141,14 @@ class LiveApi:
         """Built on the service's ledger and linker (its credentials and shared ARM client)."""
         return cls(service.ledger, service.linker)
 
+    @answers_outages
     async def get(self, customer_tenant_id: str, parameters: Mapping[str, str]) -> ApiResponse:
         """The live view of the tenant's recorded identities (or of the one `clientId` names)."""
         refused = _refused(customer_tenant_id, parameters)
         if refused is not None:
             return refused
         tenant = customer_tenant_id.lower()
-        try:
-            states = await self._ledger.link_states(tenant)
-        except Exception as error:
-            if not is_unavailable(error):
-                raise
-            logger.warning("HTTP API: the ledger is unavailable (%s); answered 503", type(error).__name__)
-            return storage_unavailable()
+        states = await self._ledger.link_states(tenant)
         chosen = _chosen(states, parameters.get("clientId"))
         if isinstance(chosen, ApiResponse):
             return chosen
