@@ -13,6 +13,29 @@ from typing import Any, TextIO, TypeVar
 from palctl.errors import UsageError
 
 Row = TypeVar("Row")
+Built = TypeVar("Built")
+
+
+def validated_row(
+    line: int,
+    row: dict[str | None, Any],
+    build: Callable[..., Built],
+    key: Callable[[Any], Any],
+    seen: dict[Any, int],
+) -> tuple[str | None, str | None, Built | None, str | None, int | None]:
+    """One CSV row: its tenant and client ID as written, what `build(fields, where=...)` makes of it
+    (or the error, naming the line), and the line of an earlier row that makes the same thing
+    (`seen`: first line per key)."""
+    fields = {name: (value or "").strip() or None for name, value in row.items() if name is not None}
+    tenant, client_id = fields.get("customerTenantId"), fields.get("clientId")
+    if row.get(None):
+        return tenant, client_id, None, f"row {line}: more values than columns", None
+    try:
+        built = build(fields, where=f"row {line}")
+    except UsageError as error:
+        return tenant, client_id, None, str(error), None
+    first = seen.setdefault(key(built), line)
+    return tenant, client_id, built, None, None if first == line else first
 
 
 def open_csv(path: str) -> TextIO:

@@ -64,16 +64,14 @@ class OffboardRow:
 
 def _row(line: int, row: dict[str | None, Any], seen: dict[tuple[str, str | None], int]) -> OffboardRow:
     """One CSV row, validated, and whether it repeats an earlier one (`seen`: first line per key)."""
-    fields = {key: (value or "").strip() or None for key, value in row.items() if key is not None}
-    tenant, client_id = fields.get("customerTenantId"), fields.get("clientId")
-    if row.get(None):
-        return OffboardRow(line, tenant, client_id, error=f"row {line}: more values than columns")
-    try:
-        offboard = build_offboard(fields, where=f"row {line}")
-    except UsageError as error:
-        return OffboardRow(line, tenant, client_id, error=str(error))
-    first = seen.setdefault(offboard.key, line)
-    return OffboardRow(line, tenant, client_id, offboard, duplicate_of=None if first == line else first)
+    from operator import attrgetter
+
+    from palctl.csvfile import validated_row
+
+    tenant, client_id, offboard, error, first = validated_row(
+        line, row, build_offboard, attrgetter("key"), seen
+    )
+    return OffboardRow(line, tenant, client_id, offboard, error, first)
 
 
 def read_csv(stream: TextIO) -> list[OffboardRow]:

@@ -90,16 +90,18 @@ class CsvRow:
 
 
 def _row(line: int, row: dict[str | None, Any], seen: dict[str, int]) -> CsvRow:
-    fields = {key: (value or "").strip() or None for key, value in row.items() if key is not None}
-    tenant, client_id = fields.get("customerTenantId"), fields.get("clientId")
-    if row.get(None):
-        return CsvRow(line, tenant, client_id, error=f"row {line}: more values than columns")
-    try:
-        onboarding = build_onboarding(fields, where=f"row {line}")
-    except UsageError as error:
-        return CsvRow(line, tenant, client_id, error=str(error))
-    first = seen.setdefault(onboarding.message_id, line)
-    return CsvRow(line, tenant, client_id, onboarding, duplicate_of=None if first == line else first)
+    from operator import attrgetter
+
+    from palctl.csvfile import validated_row
+
+    tenant, client_id, onboarding, error, first = validated_row(
+        line,
+        row,
+        build_onboarding,
+        attrgetter("message_id"),
+        seen,
+    )
+    return CsvRow(line, tenant, client_id, onboarding, error, first)
 
 
 def read_csv(stream: TextIO) -> list[CsvRow]:
