@@ -151,6 +151,7 @@ class Workspace:
     workspace_id: str
     name: str
     datasets: tuple[Dataset, ...] = ()
+    members: tuple[str, ...] = ()  # client IDs of service principals that are workspace members
 
 
 @dataclass(frozen=True)
@@ -419,14 +420,15 @@ def _workspaces(value: object, path: str, people: _People) -> tuple[Workspace, .
     fields = Fields(value, path, ("workspaces",))
     workspaces = []
     for workspace_path, raw in fields.items("workspaces"):
-        workspace = Fields(raw, workspace_path, ("id", "name", "datasets"))
+        workspace = Fields(raw, workspace_path, ("id", "name", "datasets", "members"))
         datasets = []
         for dataset_path, raw_dataset in workspace.items("datasets"):
             dataset = Fields(raw_dataset, dataset_path, ("id", "name", "configuredBy"))
             datasets.append(
                 Dataset(dataset.guid("id"), dataset.text("name"), people.anyone(dataset, "configuredBy"))
             )
-        workspaces.append(Workspace(workspace.guid("id"), workspace.text("name"), tuple(datasets)))
+        members = _client_ids(workspace, "members", people)
+        workspaces.append(Workspace(workspace.guid("id"), workspace.text("name"), tuple(datasets), members))
     unique([(f"{fields.at('workspaces')}[{i}].id", w.workspace_id) for i, w in enumerate(workspaces)], "id")
     unique(
         [

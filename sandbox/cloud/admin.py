@@ -1,11 +1,13 @@
 """The sandbox's admin API under /_sandbox/, for another process (the benchmark, a sandbox started with
 `python -m sandbox.cloud`): stats, links, faults, settings, secrets, tenants and service principals,
-a tenant's Power Platform, its grants and Dataverse application users, its Azure subscriptions and
+a tenant's Power Platform, its grants, Dataverse application users and Power BI workspace members, how
+long deliveries take, an environment's components with their owners, its Azure subscriptions and
 role assignments, a tenant's user accounts and the completion of their device codes (a sign-in without a
 person), the same operations CloudSandbox offers in-process. Secret values go in, never out."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 
 from ..scenario import FaultRule, UserAccount, parse_tags
@@ -13,7 +15,7 @@ from ..scenario_fields import Fields
 from .authorization import AuthorizationWorld
 from .device_code import DeviceCodes
 from .faults import Faults
-from .power_platform import PowerPlatformWorld
+from .power_platform import PowerPlatformWorld, delivered_components
 from .protocol import Reply, Request, json_reply
 from .state import CloudState
 
@@ -64,6 +66,10 @@ class Admin:
             ("PATCH", (*platform, "grants", "*"), self._set_grants),
             ("PUT", ("environments", "*", "application-users", "*"), self._application_user),
             ("DELETE", ("environments", "*", "application-users", "*"), self._application_user),
+            ("GET", ("environments", "*", "components"), self._components),
+            ("PUT", ("power-platform", "delivery-delay"), self._delivery_delay),
+            ("PUT", ("tenants", "*", "workspaces", "*", "members", "*"), self._workspace_member),
+            ("DELETE", ("tenants", "*", "workspaces", "*", "members", "*"), self._workspace_member),
             ("GET", azure, lambda route, request: json_reply(200, authorization.snapshot(route[1]))),
             ("PUT", azure, self._install_subscriptions),
             ("PUT", ("tenants", "*", "users", "*"), self._add_user),
@@ -160,6 +166,24 @@ class Admin:
 
     def _application_user(self, route: list[str], request: Request) -> Reply:
         self._power_platform.set_application_user(route[1], route[3], request.method == "PUT")
+        return _ok()
+
+    def _components(self, route: list[str], request: Request) -> Reply:
+        """Every component of the environment with its owner and creator (object ids)."""
+        found = delivered_components(self._power_platform, route[1])
+        return json_reply(200, {"value": [dataclasses.asdict(component) for component in found]})
+
+    def _delivery_delay(self, route: list[str], request: Request) -> Reply:
+        """The body: {"seconds": n}, how long solution and Power BI imports stay in progress."""
+        seconds = request.json().get("seconds")
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+            raise ValueError("body.seconds: expected a number")
+        self._power_platform.set_delivery_delay(float(seconds))
+        return _ok()
+
+    def _workspace_member(self, route: list[str], request: Request) -> Reply:
+        present = request.method == "PUT"
+        self._power_platform.set_workspace_member(route[1], route[3], route[5], present)
         return _ok()
 
     def _add_user(self, route: list[str], request: Request) -> Reply:

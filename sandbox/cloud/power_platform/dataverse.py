@@ -1,7 +1,9 @@
 """A Dataverse Web API subset per environment, at the environment's instance URL
 (`{sandbox}/dataverse/{envId}/`, as BAP's `linkedEnvironmentMetadata.instanceUrl` gives it):
 `GET /api/data/v9.2/{workflows|appmodules|bots|solutions|importjobs|systemusers}` with `$select`,
-`$filter`, `$top`, `Prefer: odata.maxpagesize` and `@odata.nextLink` paging, and `WhoAmI`.
+`$filter`, `$top`, `Prefer: odata.maxpagesize` and `@odata.nextLink` paging, one record by its key
+(`importjobs({id})`, `asyncoperations({id})`, ...), `WhoAmI`, and solution delivery: `POST StageSolution`
+and `POST ImportSolutionAsync` (`solutions.py`, `solution_import.py`, `delivery_tables.py`).
 
 The token's audience is the instance URL (a token for another environment is refused). The app needs
 an application user in the environment, else 403 0x80072560 "The user is not a member of the
@@ -14,6 +16,7 @@ has no body and a WWW-Authenticate naming the authority and the resource, as Dat
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -29,11 +32,14 @@ from .bap import instance_url
 from .common import Caller, bearer_caller
 from .dataverse_tables import ROWS, TABLES, Row, etag
 from .odata import ODataError, dataverse_error
+from .solution_import import settle
+from .solutions import ACTIONS, import_async, stage
 from .throttle import SlidingWindows
 from .world import LiveEnvironment, PowerPlatformWorld, systemuser_id
 
 _NOT_A_MEMBER = ("0x80072560", "The user is not a member of the organization.")
 _ODATA_HEADERS = {"OData-Version": "4.0", "Content-Type": "application/json; odata.metadata=minimal"}
+_ONE = re.compile(r"^([a-z]+)\(([0-9a-fA-F-]{36})\)$")
 
 
 class Dataverse:
@@ -80,6 +86,8 @@ class Dataverse:
                 f"over time window of {int(rule[1])} seconds."
             )
             return dataverse_error(429, "0x80072322", message, {"Retry-After": str(wait)})
+        with self._world.lock:
+            settle(env, time.monotonic())
         reply = self._route(request, env, caller, url)
         reply.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] = str(remaining)
         return reply
@@ -107,14 +115,25 @@ class Dataverse:
             return dataverse_error(
                 404, "0x8006088a", f"Resource not found for the segment '{'/'.join(parts)}'."
             )
-        if request.method != "GET":
-            return dataverse_error(405, odata.QUERY_ERROR, "The sandbox's Dataverse answers GET only.")
         base = f"{url}api/data/{parts[2]}/"
-        if parts[3] == "WhoAmI":
+        if request.method == "POST" and parts[3] in ACTIONS:
+            if parts[3] == "StageSolution":
+                return stage(self._world, env, request, base)
+            return import_async(self._world, env, caller.object_id, request, base)
+        if request.method != "GET":
+            message = "The sandbox's Dataverse answers GET, and POST to its solution actions."
+            return dataverse_error(405, odata.QUERY_ERROR, message)
+        return self._read(request, env, caller, parts[3], base)
+
+    def _read(self, request: Request, env: LiveEnvironment, caller: Caller, segment: str, base: str) -> Reply:
+        if segment == "WhoAmI":
             return self._who_am_i(env, caller, base)
-        table = TABLES.get(parts[3])
+        one = _ONE.match(segment)
+        if one is not None and one.group(1) in TABLES:
+            return self._one(request, env, TABLES[one.group(1)], one.group(2).lower(), base)
+        table = TABLES.get(segment)
         if table is None:
-            return dataverse_error(404, "0x8006088a", f"Resource not found for the segment '{parts[3]}'.")
+            return dataverse_error(404, "0x8006088a", f"Resource not found for the segment '{segment}'.")
         return self._query(request, env, table, base)
 
     def _who_am_i(self, env: LiveEnvironment, caller: Caller, base: str) -> Reply:
@@ -156,6 +175,24 @@ class Dataverse:
         if asked is not None:
             headers["Preference-Applied"] = f"odata.maxpagesize={asked}"
         return json_reply(200, body, headers)
+
+    def _one(self, request: Request, env: LiveEnvironment, table: odata.Table, key: str, base: str) -> Reply:
+        """One record by its key, as `{entity_set}({id})` reads it ($select only)."""
+        for name in request.query:
+            if name.startswith("$") and name != "$select":
+                raise ODataError(400, odata.QUERY_ERROR, f"The query option '{name}' is not supported here.")
+        select = odata.parse_select(request.query.get("$select"), table)
+        with self._world.lock:
+            found = [row for row in ROWS[table.entity_set](self._world, env) if str(row[table.key]) == key]
+        if not found:
+            message = f"{table.logical_name} With Id = {key} Does Not Exist"
+            return dataverse_error(404, "0x80040217", message, dict(_ODATA_HEADERS))
+        shape = f"({','.join(select)})" if "$select" in request.query else ""
+        body = {
+            "@odata.context": f"{base}$metadata#{table.entity_set}{shape}/$entity",
+            **_shown(found[0], select, table.key),
+        }
+        return json_reply(200, body, dict(_ODATA_HEADERS))
 
 
 def _shown(row: Row, select: list[str], key: str) -> Row:

@@ -1,8 +1,9 @@
 """The Dataverse tables the stand-in serves and their rows, made from an environment of the scenario:
 `workflows` (cloud flows are category 5), `appmodules`, `bots`, `solutions`, `importjobs` and
-`systemusers`, with the column names of the Dataverse Web API (lookups as `_{name}_value` holding
-systemuser ids). Every environment also holds what Dataverse ships with: the SYSTEM user, the
-Default and System solutions, a classic workflow and a business rule (categories 0 and 2).
+`systemusers` (and delivery's tables, `delivery_tables.py`), with the column names of the Dataverse
+Web API (lookups as `_{name}_value` holding systemuser ids). Every environment also holds what
+Dataverse ships with: the SYSTEM user, the Default and System solutions, a classic workflow and a
+business rule (categories 0 and 2).
 
 People become systemusers: every user of the tenant's section (a deleted one disabled), and each app
 whose application user exists (accessmode 4, its `applicationid` the client ID, its
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...scenario_power_platform import DEFAULT_TIME
+from .delivery_tables import DELIVERY_ROWS, DELIVERY_TABLES, delivered_importjobs
 from .odata import Table
 from .world import SYSTEM, LiveEnvironment, PowerPlatformWorld, systemuser_id
 
@@ -75,7 +77,7 @@ TABLES = {
                 "completedon",
                 "_createdby_value",
             )
-            + ("createdon",),
+            + ("createdon", "data"),
         ),
         Table(
             "systemusers",
@@ -215,9 +217,10 @@ def importjobs(world: PowerPlatformWorld, env: LiveEnvironment) -> list[Row]:
             "completedon": job.completed_on,
             "_createdby_value": systemuser_id(env.env_id, job.created_by),
             "createdon": job.started_on,
+            "data": None,
         }
         for job in env.spec.import_jobs
-    ]
+    ] + delivered_importjobs(env)
 
 
 def _user(env: LiveEnvironment, object_id: str, name: str, upn: str, app: str | None) -> Row:
@@ -253,4 +256,6 @@ ROWS: dict[str, Callable[[PowerPlatformWorld, LiveEnvironment], list[Row]]] = {
     "solutions": solutions,
     "importjobs": importjobs,
     "systemusers": systemusers,
+    **DELIVERY_ROWS,
 }
+TABLES.update(DELIVERY_TABLES)

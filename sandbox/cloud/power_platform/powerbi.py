@@ -1,6 +1,7 @@
 """The Power BI admin API (api.powerbi.com, token audience https://analysis.windows.net/powerbi/api):
 `GET /v1.0/myorg/admin/datasets` (`$top` / `$skip`) and `GET /v1.0/myorg/admin/groups` (`$top`
-required, at most 5000, `$skip`, `$expand=datasets`).
+required, at most 5000, `$skip`, `$expand=datasets`); a workspace's imports, datasets and reports
+(`/v1.0/myorg/groups/{groupId}/...`) are `powerbi_imports.py`'s.
 
 A service principal gets in only when the tenant setting "Service principals can access read-only
 admin APIs" covers it (the scenario's `powerBiApps`), else 401 PowerBINotAuthorizedException, the body
@@ -24,6 +25,7 @@ from ..protocol import Refusal, Reply, Request, json_reply
 from ..state import CloudState
 from ..tokens import TokenIssuer
 from .common import POWER_BI_AUDIENCES, Caller, admin_error, bearer_caller
+from .powerbi_imports import PowerBiImports, settle
 from .throttle import SlidingWindows
 from .world import LiveTenant, PowerPlatformWorld
 
@@ -61,6 +63,7 @@ class PowerBi:
     ) -> None:
         self._state, self._tokens, self._faults, self._world = state, tokens, faults, world
         self.limits = SlidingWindows()
+        self._imports = PowerBiImports(world)
 
     def audiences(self, base_url: str) -> Iterable[str]:
         return POWER_BI_AUDIENCES
@@ -76,6 +79,11 @@ class PowerBi:
 
     def _serve(self, request: Request, caller: Caller) -> Reply:
         parts = [part.lower() for part in request.path]
+        if parts[:3] == ["v1.0", "myorg", "groups"]:
+            return self._imports.route(request, caller, parts[2:])
+        return self._admin(request, caller, parts)
+
+    def _admin(self, request: Request, caller: Caller, parts: list[str]) -> Reply:
         if (
             parts[:3] != ["v1.0", "myorg", "admin"]
             or len(parts) != 4
@@ -87,6 +95,7 @@ class PowerBi:
         with self._world.lock:
             tenant = self._world.tenant(caller.tenant_id)
             allowed = caller.app_id in tenant.power_bi
+            settle(tenant, time.monotonic())
         if not allowed:
             return json_reply(401, _NOT_AUTHORIZED)
         self._throttle(tenant, parts[3])

@@ -14,6 +14,7 @@ from typing import Any
 
 from ...scenario_power_platform import Environment, PowerPlatform, User, parse_power_platform
 from ..state import CloudState
+from .delivery_state import EnvironmentDelivery, TenantPowerBiDelivery
 
 # systemuser ids are derived from (environment, object id): stable across runs, distinct per environment
 _SYSTEMUSER_NAMESPACE = uuid.UUID("6f0c1d4e-93a1-4b52-8d0e-5a7c2b9e1f30")
@@ -37,6 +38,7 @@ class LiveEnvironment:
     tenant_id: str
     spec: Environment
     app_users: set[str]  # client IDs with a Dataverse application user
+    delivery: EnvironmentDelivery = field(default_factory=EnvironmentDelivery)  # solution imports
 
     @property
     def env_id(self) -> str:
@@ -51,6 +53,7 @@ class LiveTenant:
     power_bi: set[str] = field(default_factory=set)
     environments: dict[str, LiveEnvironment] = field(default_factory=dict)  # by lower-cased id, in order
     users: dict[str, User] = field(default_factory=dict)
+    power_bi_delivery: TenantPowerBiDelivery = field(default_factory=TenantPowerBiDelivery)
 
 
 def systemuser_id(env_id: str, object_id: str) -> str:
@@ -64,6 +67,7 @@ class PowerPlatformWorld:
         self.lock = state.lock
         self._tenants: dict[str, LiveTenant] = {}
         self._environments: dict[str, LiveEnvironment] = {}  # every tenant's, by lower-cased id
+        self.delivery_delay = 0.5  # seconds a solution or Power BI import takes (tests make it short)
         for tenant in state.scenario.tenants:
             if tenant.power_platform is not None:
                 self.install(tenant.tenant_id, tenant.power_platform)
@@ -98,6 +102,8 @@ class PowerPlatformWorld:
                 set(spec.power_bi_apps),
                 users={user.object_id: user for user in spec.users},
             )
+            for workspace in spec.workspaces:
+                live.power_bi_delivery.members[workspace.workspace_id.lower()] = set(workspace.members)
             for environment in spec.environments:
                 env = LiveEnvironment(tenant_id, environment, set(environment.application_users))
                 live.environments[environment.env_id.lower()] = env
@@ -130,6 +136,28 @@ class PowerPlatformWorld:
                 env.app_users.add(client_id.lower())
             else:
                 env.app_users.discard(client_id.lower())
+
+    def set_delivery_delay(self, seconds: float) -> None:
+        """How long a solution import or a Power BI import stays in progress."""
+        if not 0 <= seconds <= 600:
+            raise ValueError("the delivery delay is 0 to 600 seconds")
+        with self.lock:
+            self.delivery_delay = float(seconds)
+
+    def set_workspace_member(self, tenant_id: str, workspace_id: str, client_id: str, present: bool) -> None:
+        """Add or remove the app's service principal as a member of a Power BI workspace."""
+        with self.lock:
+            self.state.require_principal(tenant_id, client_id)
+            tenant = self._tenants.get(tenant_id.lower())
+            if tenant is None or not any(
+                w.workspace_id.lower() == workspace_id.lower() for w in tenant.spec.workspaces
+            ):
+                raise ValueError(f"no workspace {workspace_id} in tenant {tenant_id}")
+            members = tenant.power_bi_delivery.members.setdefault(workspace_id.lower(), set())
+            if present:
+                members.add(client_id.lower())
+            else:
+                members.discard(client_id.lower())
 
     # ---- reading (lock held) ---------------------------------------------------------------------
 
