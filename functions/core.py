@@ -16,11 +16,14 @@ from shared.spine.envelope import Source
 if TYPE_CHECKING:
     from shared.attribution.api import AttributionApi
     from shared.attribution.audit import AttributionAudit
+    from shared.delivery.api import DeliveryApi
+    from shared.delivery.service import DeliveryService
     from shared.links.api import LinksApi
     from shared.links.coverage_api import CoverageApi
     from shared.links.evidence import EvidenceApi
     from shared.links.live_api import LiveApi
     from shared.links.service import LinkService
+    from shared.links.user_api import UserLinksApi
 
 
 async def service() -> LinkService:
@@ -52,6 +55,13 @@ async def live_api() -> LiveApi:
     from shared.links.live_api import LiveApi
 
     return LiveApi.of(await service())
+
+
+async def user_links_api() -> UserLinksApi:
+    """User accounts' links as palctl records them (shared.links.user_api)."""
+    from shared.links.user_api import UserLinksApi
+
+    return UserLinksApi.of(await service())
 
 
 async def handle_queue_message(message: func.ServiceBusMessage, source: Source) -> None:
@@ -99,3 +109,59 @@ async def attribution_api() -> AttributionApi:
     link_service = await service()
     ledger = AttributionLedger(link_service.ledger.table)
     return AttributionApi(link_service.ledger, ledger, link_service.sender, link_service.settings)
+
+
+_delivery_parts: dict[str, object] = {}
+
+
+async def _delivery_blobs() -> tuple[object, object]:
+    """The delivery's settings and its Blob Storage container (None when not configured), built once."""
+    import os
+
+    from shared.delivery.blobs import DeliveryBlobs
+    from shared.delivery.settings import DeliverySettings
+
+    if "settings" not in _delivery_parts:
+        link_service = await service()
+        settings = DeliverySettings.from_env(os.environ)
+        credential = link_service.credentials.host_credential if link_service.credentials else None
+        _delivery_parts["settings"] = settings
+        _delivery_parts["blobs"] = DeliveryBlobs(settings, credential) if settings.configured else None
+    return _delivery_parts["settings"], _delivery_parts["blobs"]
+
+
+async def delivery_service() -> DeliveryService:
+    """Delivery as the linked identity (shared.delivery), on the link service's ledger, credentials,
+    sender and transport, with the attribution audit it runs afterwards."""
+    from shared.delivery.service import DeliveryService
+    from shared.delivery.store import DeliveryLedger
+
+    link_service = await service()
+    assert link_service.credentials is not None
+    settings, blobs = await _delivery_blobs()
+    return DeliveryService(
+        links=link_service.ledger,
+        ledger=DeliveryLedger(link_service.ledger.table),
+        blobs=blobs,  # type: ignore[arg-type]
+        audit=await attribution_audit(),
+        credentials=link_service.credentials,
+        sender=link_service.sender,
+        settings=link_service.settings,
+        delivery=settings,  # type: ignore[arg-type]
+        transport=link_service.transport,
+    )
+
+
+async def delivery_api() -> DeliveryApi:
+    from shared.delivery.api import DeliveryApi
+    from shared.delivery.store import DeliveryLedger
+
+    link_service = await service()
+    settings, blobs = await _delivery_blobs()
+    return DeliveryApi(
+        link_service.ledger,
+        DeliveryLedger(link_service.ledger.table),
+        blobs,  # type: ignore[arg-type]
+        link_service.sender,
+        settings,  # type: ignore[arg-type]
+    )

@@ -8,7 +8,7 @@ from shared.spine.problem import method_not_allowed
 
 from .answers import ALL_METHODS as _ALL_METHODS
 from .answers import reply as _reply
-from .core import coverage_api, evidence_api, links_api, live_api
+from .core import coverage_api, evidence_api, links_api, live_api, user_links_api
 
 bp = func.Blueprint()
 
@@ -99,3 +99,28 @@ async def retire_identity(req: func.HttpRequest) -> func.HttpResponse:
     api = await links_api()
     params = req.route_params
     return _reply(await api.retire(params["customerTenantId"], params["clientId"], req.get_body()))
+
+
+@bp.function_name("record_user_link")
+@bp.route(
+    route="links/{customerTenantId}/users/{objectId}",
+    methods=_ALL_METHODS,
+    auth_level=func.AuthLevel.FUNCTION,
+)
+async def record_user_link(req: func.HttpRequest) -> func.HttpResponse:
+    """POST /api/links/{customerTenantId}/users/{objectId}: record what palctl did as a user account."""
+    if req.method != "POST":
+        return _reply(method_not_allowed(req.method, ["POST"]))
+    api = await user_links_api()
+    params = req.route_params
+    return _reply(await api.record(params["customerTenantId"], params["objectId"], req.get_body()))
+
+
+@bp.function_name("partner_ids")
+@bp.route(route="partner", methods=_ALL_METHODS, auth_level=func.AuthLevel.FUNCTION)
+async def partner_ids(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/partner: our partner IDs (palctl checks a user's link against them before sign-in)."""
+    if req.method != "GET":
+        return _reply(method_not_allowed(req.method, ["GET"]))
+    api = await user_links_api()
+    return _reply(api.partner())

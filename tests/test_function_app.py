@@ -89,6 +89,8 @@ def test_bindings_are_indexed_as_the_host_expects() -> None:
         "link_coverage": ("links/{customerTenantId}/coverage", "FUNCTION", out),
         "link_live": ("links/{customerTenantId}/live", "FUNCTION", out),
         "retire_identity": ("links/{customerTenantId}/identities/{clientId}", "FUNCTION", out),
+        "record_user_link": ("links/{customerTenantId}/users/{objectId}", "FUNCTION", out),
+        "partner_ids": ("partner", "FUNCTION", out),
         "attribution_rules": ("attribution/rules", "FUNCTION", out),
         "attribution_below": ("attribution", "FUNCTION", out),
         "attribution_of_customer": ("attribution/{customerTenantId}", "FUNCTION", out),

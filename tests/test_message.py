@@ -112,6 +112,12 @@ def test_full_secret_message() -> None:
         (
             message(identity={"type": "user", "clientId": APP}),
             RejectionReason.INVALID_FIELD,
+            "identity.type: a user account signs in interactively, so the service cannot link it: link it "
+            "with `palctl link-user`",
+        ),
+        (
+            message(identity={"type": "person", "clientId": APP}),
+            RejectionReason.INVALID_FIELD,
             "identity.type: must be one of: federated, secret, certificate",
         ),
         (
@@ -295,7 +301,7 @@ def _texts(max_size: int) -> st.SearchStrategy[str]:
 
 @st.composite
 def _identities(draw: st.DrawFn) -> Identity:
-    kind = draw(st.sampled_from(IdentityType))
+    kind = draw(st.sampled_from([kind for kind in IdentityType if kind.unattended]))
     name = (
         None
         if kind is IdentityType.FEDERATED

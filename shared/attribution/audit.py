@@ -30,7 +30,6 @@ from shared.spine.decision import Counters, after_attempt
 from shared.spine.envelope import ATTEMPT_PROPERTY, KIND_PROPERTY, ORIGINAL_ID_PROPERTY, counter
 from shared.spine.errors import Stage, classify_error, transient
 from shared.spine.identifiers import is_guid
-from shared.spine.identity import Identity, IdentityType
 from shared.spine.outcomes import Outcome, OutcomeKind
 from shared.spine.retry import RetryPolicy, retry_message_id
 from shared.spine.servicebus import OutgoingMessage, QueueSender
@@ -242,17 +241,15 @@ class AttributionAudit:
         states = [
             state
             for state in await self._links.link_states(tenant)
-            if state.is_healthy and state.client_id and state.identity_type in {t.value for t in IdentityType}
+            if state.is_healthy and state.identity is not None
         ]
         if not states:
             raise NotLinked(tenant)
         return states
 
     async def _reader(self, tenant: str, state: LinkState) -> InventoryReader:
-        identity = Identity(
-            IdentityType(state.identity_type or ""), state.client_id or "", state.key_vault_secret_name
-        )
-        credential = await self._credentials.get(tenant, identity)
+        assert state.identity is not None  # chosen by _linked
+        credential = await self._credentials.get(tenant, state.identity)
         return InventoryReader(self._settings, credential, self._transport)
 
     # ---- a unit ---------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from shared.links.message import (
 from shared.links.retirement import DEFAULT_REASON, InvalidReason, retirement_reason
 from shared.links.rows import LinkState
 from shared.spine.identifiers import is_guid, printable_name
+from shared.spine.identity import IdentityType
 from shared.spine.outages import answers_outages
 from shared.spine.outcomes import Outcome, OutcomeKind
 from shared.spine.problem import ApiResponse, problem
@@ -47,7 +48,7 @@ MAX_BODY_BYTES = 16 * 1024
 _RELINK_FIELDS = {"identity", "partnerId"}
 _RETIRE_FIELDS = {"reason"}
 _OFFBOARD_FIELDS = {"clientId", "correlationId"}
-_LIST_PARAMETERS = {"outcome", "top", "continuationToken"}
+_LIST_PARAMETERS = {"outcome", "identityType", "top", "continuationToken"}
 
 
 def _api_names(*fields: str) -> dict[str, str]:
@@ -61,6 +62,7 @@ _LINK_FIELDS = _api_names(
     "client_id",
     "identity_type",
     "key_vault_secret_name",
+    "user_principal_name",
     "customer_name",
     "correlation_id",
     "partner_id",
@@ -113,7 +115,7 @@ def _link(state: LinkState) -> dict[str, Any]:
     return _project(state, _LINK_FIELDS) | roles_view(state)
 
 
-def _read_object(body: bytes, allowed: set[str]) -> dict[str, Any] | ApiResponse:
+def read_object(body: bytes, allowed: set[str]) -> dict[str, Any] | ApiResponse:
     """An optional JSON object body ({} when empty), or the problem with it; same text rule as the
     queue (shared.links.message.json_text), credentials refused and never echoed."""
     document = _decode_object(body)
@@ -217,7 +219,7 @@ def _outcome_answer(result: dict[str, Any], outcome: Outcome) -> ApiResponse:
     return ApiResponse(200, result)
 
 
-def _bad_tenant(customer_tenant_id: str) -> ApiResponse | None:
+def bad_tenant(customer_tenant_id: str) -> ApiResponse | None:
     if is_guid(customer_tenant_id):
         return None
     return problem(
@@ -260,10 +262,10 @@ class LinksApi:
 
     @answers_outages
     async def relink(self, customer_tenant_id: str, body: bytes) -> ApiResponse:
-        if (bad := _bad_tenant(customer_tenant_id)) is not None:
+        if (bad := bad_tenant(customer_tenant_id)) is not None:
             return bad
         tenant = customer_tenant_id.lower()
-        document = _read_object(body, _RELINK_FIELDS)
+        document = read_object(body, _RELINK_FIELDS)
         if isinstance(document, ApiResponse):
             return document
 
@@ -274,7 +276,7 @@ class LinksApi:
                 return recorded
             message |= recorded
         try:
-            # The body's fields were screened for credentials by _read_object; the rest of `message`
+            # The body's fields were screened for credentials by read_object; the rest of `message`
             # is the path's tenant (a GUID) and what the ledger recorded from a parsed request.
             request = parse_onboarding_document(
                 message, default_partner_id=self._settings.partner_id, screened=True
@@ -342,6 +344,10 @@ class LinksApi:
         if outcome is not None and outcome not in {kind.value for kind in OutcomeKind}:
             allowed = ", ".join(kind.value for kind in OutcomeKind)
             return problem(400, "invalid-query", "Invalid query", f"outcome: must be one of {allowed}")
+        identity_type = parameters.get("identityType")
+        if identity_type is not None and identity_type not in {kind.value for kind in IdentityType}:
+            allowed = ", ".join(kind.value for kind in IdentityType)
+            return problem(400, "invalid-query", "Invalid query", f"identityType: must be one of {allowed}")
         top_text = parameters.get("top", "100")
         if not re.fullmatch(r"[0-9]{1,4}", top_text) or not 1 <= int(top_text) <= 1000:
             return problem(
@@ -355,7 +361,7 @@ class LinksApi:
                     400, "invalid-query", "Invalid query", "continuationToken: not a token this API returned"
                 )
         items, next_token = await self._ledger.link_states_page(
-            outcome=outcome, top=int(top_text), continuation=continuation
+            outcome=outcome, identity_type=identity_type, top=int(top_text), continuation=continuation
         )
         return ApiResponse(
             200,
@@ -367,7 +373,7 @@ class LinksApi:
 
     @answers_outages
     async def get_link(self, customer_tenant_id: str) -> ApiResponse:
-        if (bad := _bad_tenant(customer_tenant_id)) is not None:
+        if (bad := bad_tenant(customer_tenant_id)) is not None:
             return bad
         tenant = customer_tenant_id.lower()
         states = await self._ledger.link_states(tenant)
@@ -389,14 +395,14 @@ class LinksApi:
     async def offboard(self, customer_tenant_id: str, body: bytes) -> ApiResponse:
         """Offboard the customer now: remove the recorded identity's link (the one with the body's
         `clientId`, when several are recorded) and stop checking it; the history is kept."""
-        if (bad := _bad_tenant(customer_tenant_id)) is not None:
+        if (bad := bad_tenant(customer_tenant_id)) is not None:
             return bad
         tenant = customer_tenant_id.lower()
-        document = _read_object(body, _OFFBOARD_FIELDS)
+        document = read_object(body, _OFFBOARD_FIELDS)
         if isinstance(document, ApiResponse):
             return document
         try:
-            # Screened for credentials by _read_object; the rest is the path's tenant (a GUID).
+            # Screened for credentials by read_object; the rest is the path's tenant (a GUID).
             request = parse_offboarding_document(
                 {"schemaVersion": 1, "customerTenantId": tenant, **document}, screened=True
             )
@@ -410,7 +416,7 @@ class LinksApi:
     @answers_outages
     async def retire(self, customer_tenant_id: str, client_id: str, body: bytes) -> ApiResponse:
         """Retire an identity's record (a phantom from a wrong client ID, or one no longer used)."""
-        if (bad := _bad_tenant(customer_tenant_id)) is not None:
+        if (bad := bad_tenant(customer_tenant_id)) is not None:
             return bad
         if not is_guid(client_id):
             return problem(
@@ -419,7 +425,7 @@ class LinksApi:
                 "Invalid client ID",
                 "clientId: must be a GUID (the application (client) ID)",
             )
-        document = _read_object(body, _RETIRE_FIELDS)
+        document = read_object(body, _RETIRE_FIELDS)
         if isinstance(document, ApiResponse):
             return document
         try:

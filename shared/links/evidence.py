@@ -26,18 +26,22 @@ __all__ = ["EvidenceApi", "evidence_of"]
 
 
 SERVICE_PRINCIPAL = "ServicePrincipal"
-"""The identity type, as the attestation script names it: every identity the product links is one."""
+USER = "User"
+"""The identity types, as the attestation script names them: an application the service links, or a
+user account palctl links after a person signs in."""
 
 
 def evidence_of(state: LinkState) -> dict[str, Any]:
     """One link's evidence record (the fields the ledger has)."""
     qualifying = [grant for grant in grants_of(state) if grant.qualifies]
+    user = state.is_user
     fields = {
         "tenantId": state.customer_tenant_id,
-        "identityType": SERVICE_PRINCIPAL,
-        "credentialType": state.identity_type,
-        "objectId": state.object_id,
-        "appId": state.client_id,
+        "identityType": USER if user else SERVICE_PRINCIPAL,
+        "credentialType": None if user else state.identity_type,
+        "objectId": state.object_id or (state.client_id if user else None),
+        "appId": None if user else state.client_id,
+        "userPrincipalName": state.user_principal_name,
         "partnerId": state.linked_partner_id,
         "partnerName": state.partner_name,
         "linkCreatedTime": state.link_created_at,

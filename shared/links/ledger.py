@@ -73,6 +73,8 @@ class Attempt:
     client_id: str | None = None
     identity_type: str | None = None
     key_vault_secret_name: str | None = None
+    user_principal_name: str | None = None
+    """A user account's sign-in name (palctl's interactive records only)."""
     partner_id: str | None = None
     customer_name: str | None = None
     correlation_id: str | None = None
@@ -295,15 +297,23 @@ class Ledger:
             yield LinkState.from_entity(entity)
 
     async def link_states_page(
-        self, *, outcome: str | None, top: int, continuation: dict[str, Any] | None
+        self,
+        *,
+        outcome: str | None,
+        top: int,
+        continuation: dict[str, Any] | None,
+        identity_type: str | None = None,
     ) -> tuple[list[LinkState], dict[str, Any] | None]:
-        """One page of link states across tenants, optionally of one outcome (parameters, never
-        string concatenation, build the filter)."""
+        """One page of link states across tenants, optionally of one outcome and one identity type
+        (parameters, never string concatenation, build the filter)."""
         client = await self.table.ready()
         query, parameters = _ALL_STATES, dict(_ALL_STATES_PARAMETERS)
         if outcome is not None:
             query += " and Outcome eq @outcome"
             parameters["outcome"] = outcome
+        if identity_type is not None:
+            query += " and IdentityType eq @identityType"
+            parameters["identityType"] = identity_type
         # The Tables SDK's continuation token is a dict (next PartitionKey/RowKey), typed as str.
         token: Any = continuation
         pages: Any = client.query_entities(query, parameters=parameters, results_per_page=top).by_page(
@@ -382,6 +392,7 @@ def _retirement(state: LinkState) -> Attempt:
         customer_tenant_id=state.customer_tenant_id,
         client_id=state.client_id,
         identity_type=state.identity_type,
+        user_principal_name=state.user_principal_name,
         partner_id=state.partner_id,
         customer_name=state.customer_name,
         correlation_id=state.correlation_id,

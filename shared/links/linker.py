@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
@@ -18,12 +18,12 @@ from azure.core.pipeline.policies import AsyncBearerTokenCredentialPolicy
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.core.rest import AsyncHttpResponse, HttpRequest
 
-from shared.spine.credentials import CredentialCache
+from shared.spine.credentials import CredentialSource
 from shared.spine.errors import Stage, classify_error, transient
 from shared.spine.identifiers import is_partner_id
 from shared.spine.identity import Identity
 from shared.spine.outcomes import Outcome, OutcomeKind
-from shared.spine.settings import OnOtherPartner, Settings
+from shared.spine.settings import OnOtherPartner
 from shared.spine.write_intent import WriteIntent
 
 logger = logging.getLogger(__name__)
@@ -66,8 +66,25 @@ class LiveLink:
         )
 
 
+class LinkerSettings(Protocol):
+    """What the linker reads of the settings: the service's `Settings`, or palctl's for a user."""
+
+    @property
+    def arm_scope(self) -> str: ...
+    @property
+    def arm_endpoint(self) -> str: ...
+    @property
+    def sdk_retry_total(self) -> int: ...
+    @property
+    def on_other_partner(self) -> OnOtherPartner: ...
+    @property
+    def allowed_partner_ids(self) -> frozenset[str]: ...
+
+
 class Linker:
-    def __init__(self, settings: Settings, credentials: CredentialCache, transport: AioHttpTransport) -> None:
+    def __init__(
+        self, settings: LinkerSettings, credentials: CredentialSource, transport: AioHttpTransport
+    ) -> None:
         self._settings = settings
         self._credentials = credentials
         self._transport = transport
@@ -250,7 +267,9 @@ class _Writes:
     """The ARM client's `partners.get`, `partner.create` and `partner.update`, with the intent
     recorded before each write."""
 
-    def __init__(self, client: Any, client_id: str, settings: Settings, before: BeforeWrite | None) -> None:
+    def __init__(
+        self, client: Any, client_id: str, settings: LinkerSettings, before: BeforeWrite | None
+    ) -> None:
         self.partners = client.partners
         self.partner = self
         self._client = client

@@ -14,7 +14,6 @@ from shared.links.linker import LiveLink
 from shared.links.rows import LinkState
 from shared.spine.errors import IDENTITY_GONE
 from shared.spine.identifiers import is_guid
-from shared.spine.identity import Identity, IdentityType
 from shared.spine.outages import answers_outages
 from shared.spine.outcomes import Outcome, OutcomeKind
 from shared.spine.problem import ApiResponse, problem
@@ -28,20 +27,10 @@ __all__ = ["LiveApi", "compare"]
 
 
 _PARAMETERS = {"clientId"}
-_IDENTITY_TYPES = frozenset(kind.value for kind in IdentityType)
 # Outcomes after which the ledger means no link should be in place.
 _NONE_EXPECTED = frozenset({OutcomeKind.UNLINKED})
 # Outcomes that record a link as it was found (ours, or kept): anything else records a failure.
 _FOUND = frozenset({kind for kind in OutcomeKind if kind.is_success} | {OutcomeKind.FOREIGN_PARTNER})
-
-
-def _identity_of(state: LinkState) -> Identity | None:
-    """The recorded identity, when it can sign in unattended."""
-    if not (state.client_id and state.identity_type in _IDENTITY_TYPES):
-        return None
-    return Identity(
-        IdentityType(state.identity_type or ""), state.client_id, state.key_vault_secret_name or None
-    )
 
 
 def _expected(state: LinkState) -> str | None:
@@ -160,7 +149,14 @@ class LiveApi:
 
     async def _read(self, tenant: str, state: LinkState) -> LiveLink | Outcome:
         """The identity's link from ARM now, or why it could not (or cannot unattended) be read."""
-        identity = _identity_of(state)
+        identity = state.identity
+        if state.is_user:
+            return Outcome(
+                OutcomeKind.REJECTED,
+                "a user account: only a person can sign in as it to read Azure "
+                f"(`palctl partner show --tenant {tenant}`)",
+                code="user-sign-in-required",
+            )
         if identity is None:
             return Outcome(
                 OutcomeKind.REJECTED,

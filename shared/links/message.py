@@ -17,7 +17,7 @@ from typing import Any
 
 from shared.spine.envelope import KIND_PROPERTY, OFFBOARDED, ONBOARDED
 from shared.spine.identifiers import GUID, NIL_GUID, is_guid, is_partner_id, printable_name
-from shared.spine.identity import Identity, IdentityType
+from shared.spine.identity import UNATTENDED_TYPES, Identity, IdentityType
 from shared.spine.screening import named_like_credential, shaped_like_credential
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
@@ -333,6 +333,24 @@ def _partner_id(problems: list[str], raw: Any) -> str | None:
     return raw
 
 
+def _identity_type(problems: list[str], raw_type: Any) -> IdentityType | None:
+    """An identity type the service can sign in as unattended; a user account is refused with the
+    way it is linked instead."""
+    allowed = ", ".join(t.value for t in IdentityType if t.unattended)
+    if raw_type is None:
+        problems.append(f"identity.type: required (one of: {allowed})")
+    elif raw_type == IdentityType.USER.value:
+        problems.append(
+            "identity.type: a user account signs in interactively, so the service cannot link it: "
+            f"link it with `palctl link-user` (one of: {allowed} here)"
+        )
+    elif not isinstance(raw_type, str) or raw_type not in UNATTENDED_TYPES:
+        problems.append(f"identity.type: must be one of: {allowed}")
+    else:
+        return IdentityType(raw_type)
+    return None
+
+
 def _parse_identity(problems: list[str], raw: Any) -> Identity | None:
     if raw is None:
         problems.append("identity: required")
@@ -343,16 +361,7 @@ def _parse_identity(problems: list[str], raw: Any) -> Identity | None:
     _unknown_fields(problems, raw, _IDENTITY_FIELDS, "identity.")
     client_id = _guid(problems, raw, "clientId", "identity.clientId")
 
-    identity_type: IdentityType | None = None
-    raw_type = raw.get("type")
-    allowed = ", ".join(t.value for t in IdentityType)
-    if raw_type is None:
-        problems.append(f"identity.type: required (one of: {allowed})")
-    elif not isinstance(raw_type, str) or raw_type not in {t.value for t in IdentityType}:
-        problems.append(f"identity.type: must be one of: {allowed}")
-    else:
-        identity_type = IdentityType(raw_type)
-
+    identity_type = _identity_type(problems, raw.get("type"))
     secret_name = raw.get("keyVaultSecretName")
     if identity_type is IdentityType.FEDERATED and "keyVaultSecretName" in raw:
         problems.append(

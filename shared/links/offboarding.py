@@ -34,7 +34,7 @@ from shared.links.message import (
 from shared.links.rows import LinkState
 from shared.links.service import LinkService, Step
 from shared.links.verdicts import redelivered, rejected
-from shared.spine.decision import after_attempt
+from shared.spine.decision import Decision, after_attempt
 from shared.spine.envelope import Source, is_offboarding
 from shared.spine.errors import IDENTITY_GONE
 from shared.spine.identity import Identity, IdentityType
@@ -47,7 +47,6 @@ logger = logging.getLogger(__name__)
 UNKNOWN_TENANT = "unknown-tenant"
 UNKNOWN_IDENTITY = "unknown-identity"
 IDENTITY_REQUIRED = "identity-required"
-_IDENTITY_TYPES = frozenset(kind.value for kind in IdentityType)
 
 
 @dataclass(frozen=True)
@@ -130,6 +129,8 @@ class Offboarding:
         held = service.held_back(step)
         if held is not None:
             return await service.finish(step, held)
+        if not step.request.identity.type.unattended:
+            return await service.finish(step, Decision(user_unlink_needed(step.request)))
         outcome = await service.linker.unlink(step.request.customer_tenant_id, step.request.identity)
         outcome = gone_with_identity(outcome)
         service.watch_credential(step, outcome)
@@ -160,9 +161,24 @@ def choose_identity(states: Sequence[LinkState], client_id: str | None) -> LinkS
                 f"several identities are recorded for this tenant ({clients}); name one (clientId)",
             )
         state = active[0]
-    if not (state.client_id and state.identity_type in _IDENTITY_TYPES):
+    if not (state.client_id and state.identity_type):
         return _refusal(UNKNOWN_IDENTITY, "the recorded identity is incomplete; it cannot sign in")
     return state
+
+
+def user_unlink_needed(request: OnboardingRequest) -> Outcome:
+    """A user account's link cannot be removed unattended: the customer is offboarded (no longer
+    checked) and the partner is told how to remove the link by signing in as the account."""
+    tenant, partner_id = request.customer_tenant_id, request.partner_id
+    return Outcome(
+        OutcomeKind.NEEDS_PARTNER_ACTION,
+        "the identity is a user account, which only a person can sign in as; its link is still in place",
+        code="user-sign-in-required",
+        remediation=(
+            "Sign in as the account and remove its link: `palctl partner delete --tenant "
+            f"{tenant} --partner-id {partner_id}` (the ledger records it as unlinked)."
+        ),
+    )
 
 
 def gone_with_identity(outcome: Outcome) -> Outcome:

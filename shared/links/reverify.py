@@ -24,7 +24,6 @@ from shared.spine.envelope import (
     valid_run_id,
     whole_number,
 )
-from shared.spine.identity import Identity, IdentityType
 from shared.spine.outcomes import Outcome, OutcomeKind
 from shared.spine.servicebus import OutgoingMessage, QueueSender, ServiceBusNotConfigured
 from shared.spine.settings import Settings
@@ -37,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 _BATCH = 500
 _RUN_DEADLINE = timedelta(hours=20)  # a run that never finishes is summarised as incomplete
-_IDENTITY_TYPES = frozenset(kind.value for kind in IdentityType)
 
 
 def run_id_for(moment: datetime) -> str:
@@ -48,10 +46,9 @@ def run_id_for(moment: datetime) -> str:
 def verify_message(state: LinkState, run_id: str) -> OutgoingMessage | None:
     """A customer-onboarded v1 body for a known link, so verification goes through the same parser;
     None when the state row holds no identity (or an identity type the parser has never accepted)."""
-    tenant, client_id, identity_type = state.customer_tenant_id, state.client_id, state.identity_type
-    if not (tenant and client_id and identity_type in _IDENTITY_TYPES):
+    tenant, identity = state.customer_tenant_id, state.identity
+    if not (tenant and identity):
         return None
-    identity = Identity(IdentityType(identity_type), client_id, state.key_vault_secret_name or None)
     body = onboarding_body(
         tenant,
         identity,
@@ -61,7 +58,7 @@ def verify_message(state: LinkState, run_id: str) -> OutgoingMessage | None:
     )
     return OutgoingMessage(
         body,
-        message_id=f"verify:{tenant}:{client_id}:{run_id}",
+        message_id=f"verify:{tenant}:{identity.client_id}:{run_id}",
         properties={RUN_ID_PROPERTY: run_id},
     )
 
@@ -125,10 +122,13 @@ class NightlyRun:
         sender, queue = self._queue(), self._settings.verify_queue
         started = now or datetime.now(UTC)
         run_id = run_id_for(started)
-        sent, offboarded, pending = 0, 0, []
+        sent, offboarded, pending, manual = 0, 0, [], list[LinkState]()
         async for state in self._ledger.all_link_states():
             if state.is_offboarded:
                 offboarded += 1  # the customer is gone: neither checked nor healed
+                continue
+            if state.is_user:
+                manual.append(state)  # only a person can sign in as it: listed, never sent
                 continue
             message = verify_message(state, run_id)
             if message is None:
@@ -143,15 +143,18 @@ class NightlyRun:
         if pending:
             sent += await sender.send_batch(queue, pending)
 
-        if await self._ledger.runs.create(run_id, total=sent, started_at=started):
+        if await self._ledger.runs.create(run_id, total=sent, started_at=started, manual_checks=len(manual)):
             await self._schedule_check(run_id, 1)
             logger.info(
-                "re-verification run %s started: %d verify messages sent to %s (%d offboarded, not checked)",
+                "re-verification run %s started: %d verify messages sent to %s (%d offboarded, not "
+                "checked; %d user accounts due for a manual check)",
                 run_id,
                 sent,
                 queue,
                 offboarded,
+                len(manual),
             )
+            log_manual_checks(run_id, manual)
         else:
             logger.info("re-verification run %s was already started; duplicate messages are dropped", run_id)
         return run_id, sent
@@ -217,6 +220,41 @@ class NightlyRun:
         if earlier:
             _compare(run_id, counts, Counter(earlier[-1].counts), earlier[-1].run_id)
         return summary
+
+
+MANUAL_CHECKS_LOGGED = 50
+"""The user-account links named one by one in a run's log (the oldest checked first); the rest are
+counted: `GET /api/links?identityType=user` lists them all."""
+
+
+def due_for_manual_check(states: list[LinkState]) -> list[LinkState]:
+    """User-account links, the longest unchecked first (never checked at all before any)."""
+    oldest = datetime.min.replace(tzinfo=UTC)
+    return sorted(states, key=lambda state: (state.last_linked_at or oldest, state.partition_key))
+
+
+def log_manual_checks(run_id: str, states: list[LinkState]) -> None:
+    """Name the user-account links due for a manual check: a person signs in as each one with
+    `palctl verify-user`. Never a failure: the service cannot sign in as a user account."""
+    due = due_for_manual_check(states)
+    for state in due[:MANUAL_CHECKS_LOGGED]:
+        last = state.last_linked_at.isoformat() if state.last_linked_at else "never"
+        logger.info(
+            "re-verification run %s: user account %s of tenant %s is due for a manual check (last "
+            "verified %s): palctl verify-user --tenant %s",
+            run_id,
+            state.client_id,
+            state.partition_key,
+            last,
+            state.partition_key,
+        )
+    if len(due) > MANUAL_CHECKS_LOGGED:
+        logger.info(
+            "re-verification run %s: %d more user accounts are due for a manual check "
+            "(GET /api/links?identityType=user lists them)",
+            run_id,
+            len(due) - MANUAL_CHECKS_LOGGED,
+        )
 
 
 def _compare(run_id: str, now: Counter[str], before: Counter[str], before_id: str) -> None:

@@ -18,6 +18,7 @@ from typing import ClassVar
 
 from shared.links.recognition import Earning
 from shared.spine.envelope import Source
+from shared.spine.identity import UNATTENDED_TYPES, Identity, IdentityType
 from shared.spine.outcomes import OutcomeKind
 from shared.spine.receipts import hashed_row_key, is_final
 from shared.spine.table_row import TableRow
@@ -66,8 +67,11 @@ class LinkState(TableRow):
     outcome: OutcomeKind
     customer_tenant_id: str | None = None
     client_id: str | None = None
+    """The application (client) ID; for a user account (`identity_type` user), its object ID."""
     identity_type: str | None = None
     key_vault_secret_name: str | None = None
+    user_principal_name: str | None = None
+    """A user account's sign-in name, as Entra ID gave it when palctl signed it in."""
     customer_name: str | None = None
     correlation_id: str | None = None
     partner_id: str | None = None
@@ -132,6 +136,19 @@ class LinkState(TableRow):
     def is_offboarded(self) -> bool:
         return self.offboarded_at is not None
 
+    @property
+    def is_user(self) -> bool:
+        """A user account's link: palctl keeps it, the service never signs in as it."""
+        return self.identity_type == IdentityType.USER.value
+
+    @property
+    def identity(self) -> Identity | None:
+        """The recorded identity, when the service can sign in as it unattended (None for a user
+        account, or for a row that records no valid identity)."""
+        if not (self.client_id and self.identity_type in UNATTENDED_TYPES):
+            return None
+        return Identity(IdentityType(self.identity_type), self.client_id, self.key_vault_secret_name or None)
+
 
 def offboarded_at(source: str, previous: LinkState | None, now: datetime) -> datetime | None:
     """The state's `offboarded_at` after an attempt from `source`: set by the first offboarding
@@ -158,6 +175,7 @@ class HistoryEvent(TableRow):
     next_attempt_at: datetime | None = None
     client_id: str | None = None
     identity_type: str | None = None
+    user_principal_name: str | None = None
     customer_name: str | None = None
     correlation_id: str | None = None
     requested_partner_id: str | None = None

@@ -58,6 +58,8 @@ class RunRecord(TableRow):
 
     total: int
     started_at: datetime
+    manual_checks: int | None = None
+    """User-account links due for a manual check (`palctl verify-user`): listed, never sent."""
     ended_at: datetime | None = None
     duration_seconds: float | None = None
     complete: bool | None = None
@@ -93,10 +95,16 @@ class Runs:
     def __init__(self, table: Table) -> None:
         self._table = table
 
-    async def create(self, run_id: str, *, total: int, started_at: datetime) -> bool:
+    async def create(self, run_id: str, *, total: int, started_at: datetime, manual_checks: int = 0) -> bool:
         """Record the start of a run; False when this run already exists (the timer fired twice)."""
         client = await self._table.ready()
-        record = RunRecord(partition_key=RUNS_PARTITION, row_key=run_id, total=total, started_at=started_at)
+        record = RunRecord(
+            partition_key=RUNS_PARTITION,
+            row_key=run_id,
+            total=total,
+            started_at=started_at,
+            manual_checks=manual_checks,
+        )
         try:
             await client.create_entity(record.to_entity())
         except ResourceExistsError:

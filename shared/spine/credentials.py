@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Protocol
 
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
 from azure.core.credentials_async import AsyncTokenCredential
@@ -125,6 +125,19 @@ class _FederatedCredential:
 CredentialKey = tuple[str, str, IdentityType, str | None]
 
 
+class InteractiveSignInRequired(Exception):
+    """A credential was asked for a user account: only a person can sign in as one (palctl)."""
+
+
+class CredentialSource(Protocol):
+    """Where the linker gets an identity's credential: the service's cache of unattended
+    credentials, or palctl's one interactive sign-in."""
+
+    async def get(self, tenant_id: str, identity: Identity) -> AsyncTokenCredential: ...
+
+    async def forget(self, tenant_id: str, identity: Identity) -> None: ...
+
+
 class CredentialCache:
     """Builds credentials for (customer tenant, identity) on first use and keeps them.
 
@@ -211,6 +224,8 @@ class CredentialCache:
                 await future.result().close()
 
     async def _build(self, tenant_id: str, identity: Identity) -> AsyncTokenCredential:
+        if not identity.type.unattended:
+            raise InteractiveSignInRequired("a user account signs in interactively (palctl), never here")
         if identity.type is IdentityType.FEDERATED:
             if self._assertion is None:
                 self._assertion = HostAssertion(self.host_credential, self._settings.federated_token_audience)

@@ -169,6 +169,26 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class SignInCloud:
+    """Entra ID and ARM for a person's sign-in (palctl's user accounts), read and checked like the
+    service's: AZURE_AUTHORITY_HOST, ARM_ENDPOINT, ARM_AUDIENCE, ALLOW_CUSTOM_ENDPOINTS, PAL_CA_BUNDLE."""
+
+    authority: str
+    arm_endpoint: str
+    arm_audience: str
+    allow_custom: bool
+    ca_bundle: str | None
+
+    @property
+    def arm_scope(self) -> str:
+        return f"{self.arm_audience}/.default"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SignInCloud:
+        return _Reader(os.environ if env is None else env).sign_in_cloud()
+
+
+@dataclass(frozen=True)
 class _CloudEndpoints:
     authority: str
     arm: str
@@ -298,12 +318,12 @@ class _Reader:
             raise SettingsError("setting LEDGER_TABLE must be 3-63 letters or digits, starting with a letter")
         return connection_string, table_uri, table
 
-    def _cloud(self) -> _CloudEndpoints:
-        """Entra ID, ARM and Key Vault endpoints of one known cloud (or any, when allowed), and the
-        audiences that follow from it."""
+    def _endpoints(self, *, key_vault: bool) -> tuple[dict[str, str], Cloud | None, bool]:
+        """Entra ID's and ARM's endpoints (and Key Vault's), all of one known cloud (or any, when
+        allowed): the endpoints by setting name, the cloud of the sign-in, and whether custom ones are."""
         authority = self._https_url("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com")
         arm = self._https_url("ARM_ENDPOINT", "https://management.azure.com")
-        key_vault_url = self._https_url("KEY_VAULT_URL")
+        key_vault_url = self._https_url("KEY_VAULT_URL") if key_vault else None
         assert authority is not None and arm is not None
         allow_custom = self._bool("ALLOW_CUSTOM_ENDPOINTS", False)
         endpoints = {"AZURE_AUTHORITY_HOST": authority, "ARM_ENDPOINT": arm}
@@ -316,6 +336,35 @@ class _Reader:
                     f"setting {name} belongs to {cloud.name}, "
                     f"but AZURE_AUTHORITY_HOST to {sign_in_cloud.name}"
                 )
+        return endpoints, sign_in_cloud, allow_custom
+
+    def _arm_audience(self, arm: str, allow_custom: bool) -> str:
+        arm_audience = self._https_url("ARM_AUDIENCE")
+        if arm_audience is not None and not allow_custom:
+            raise SettingsError(
+                "setting ARM_AUDIENCE is for a local stand-in of ARM only (with ALLOW_CUSTOM_ENDPOINTS=true)"
+            )
+        return arm_audience or arm
+
+    def sign_in_cloud(self) -> SignInCloud:
+        """What a person's sign-in and ARM calls need (palctl's user accounts)."""
+        endpoints, _, allow_custom = self._endpoints(key_vault=False)
+        arm = endpoints["ARM_ENDPOINT"]
+        _, ca_bundle = self._host()
+        return SignInCloud(
+            endpoints["AZURE_AUTHORITY_HOST"],
+            arm,
+            self._arm_audience(arm, allow_custom),
+            allow_custom,
+            ca_bundle,
+        )
+
+    def _cloud(self) -> _CloudEndpoints:
+        """Entra ID, ARM and Key Vault endpoints of one known cloud (or any, when allowed), and the
+        audiences that follow from it."""
+        endpoints, sign_in_cloud, allow_custom = self._endpoints(key_vault=True)
+        authority, arm = endpoints["AZURE_AUTHORITY_HOST"], endpoints["ARM_ENDPOINT"]
+        key_vault_url = endpoints.get("KEY_VAULT_URL")
         audience = self._get("FEDERATED_TOKEN_AUDIENCE")
         if audience is None:
             if sign_in_cloud is None:
@@ -329,12 +378,8 @@ class _Reader:
                 f"setting FEDERATED_TOKEN_AUDIENCE must be {sign_in_cloud.token_exchange_audience} in "
                 f"{sign_in_cloud.name} (or left empty): Entra ID accepts no other"
             )
-        arm_audience = self._https_url("ARM_AUDIENCE")
-        if arm_audience is not None and not allow_custom:
-            raise SettingsError(
-                "setting ARM_AUDIENCE is for a local stand-in of ARM only (with ALLOW_CUSTOM_ENDPOINTS=true)"
-            )
-        return _CloudEndpoints(authority, arm, key_vault_url, audience, arm_audience or arm, allow_custom)
+        arm_audience = self._arm_audience(arm, allow_custom)
+        return _CloudEndpoints(authority, arm, key_vault_url, audience, arm_audience, allow_custom)
 
     def _power_platform(self, allow_custom: bool) -> PowerPlatformEndpoints:
         """The admin APIs' hosts: the public cloud's, unless ALLOW_CUSTOM_ENDPOINTS (a local stand-in)."""

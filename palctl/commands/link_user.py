@@ -1,0 +1,50 @@
+"""`palctl link-user`: link our partner ID for a user or service account in a customer tenant.
+
+Such an account signs in only interactively (MFA), so the unattended service cannot link it; a person
+signs in here with a device code, palctl runs the service's linker as the account (GET, then PUT,
+PATCH or nothing) and the Function App records the outcome in the ledger as identity type `user`,
+with the account's object ID and sign-in name. The nightly run then lists the account as due for a
+manual check (`palctl verify-user`). Exit code 0 when linked, 3 when the account is linked to a
+partner ID that is not ours (kept), 1 when the sign-in or a call failed, 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from palctl.options import TENANT_EXAMPLE, Output, Tenant, command_app, examples, handles_errors, session
+from palctl.output import OutputFormat
+from palctl.user_links import Verb
+from palctl.user_run import ApiUrl, PartnerId, PublicClientId, run
+from palctl.user_sign_in import PUBLIC_CLIENT_ID
+
+app = command_app("link-user")
+EPILOG = examples(
+    f"palctl link-user --tenant {TENANT_EXAMPLE}",
+    f"palctl link-user --tenant {TENANT_EXAMPLE} --partner-id 1234567 -o json",
+)
+
+
+@app.command(epilog=EPILOG)
+@handles_errors
+def link_user(
+    ctx: typer.Context,
+    tenant: Tenant,
+    partner_id: PartnerId = None,
+    public_client_id: PublicClientId = PUBLIC_CLIENT_ID,
+    api_url: ApiUrl = None,
+    output: Output = OutputFormat.TABLE,
+) -> None:
+    """Sign in as a user account and link it (recorded).
+
+    Device-code sign-in; the outcome is recorded in the ledger as identity type `user`.
+    """
+    run(
+        session(ctx),
+        Verb.LINK,
+        tenant,
+        partner_id=partner_id,
+        public_client_id=public_client_id,
+        api_url=api_url,
+        output=output,
+    )
