@@ -319,3 +319,30 @@ async def test_a_tenant_nobody_linked_is_rejected_and_filed_under_it(service: Li
     assert (outcome.kind, outcome.code) == (OutcomeKind.REJECTED, "unknown-tenant")
     assert [e.outcome for e in await service.ledger.history(FABRIKAM)] == ["rejected"]
     assert await service.ledger.link_states(FABRIKAM) == []
+
+
+async def test_a_removal_that_did_not_finish_is_tried_again_the_next_night(
+    host: LocalFunctionsHost, bus_env: dict[str, str], cloud: CloudSandbox, broker: ServiceBusBroker
+) -> None:
+    from shared.links.message import OffboardingRequest
+
+    await send(bus_env, (onboarding_message(TAILSPIN), "on-t"))
+    await wait_for_final(TAILSPIN, "on-t")
+    service = await get_service()
+    cloud.add_fault(TAILSPIN, FaultRule(target="arm", kind="status", status=503, count=3))
+    done = await Offboarding(service).offboard(OffboardingRequest(TAILSPIN, FEDERATED_APP))
+    assert done.outcome.kind is OutcomeKind.TRANSIENT  # an operator's call is not rescheduled
+    assert arm_state(cloud, TAILSPIN) == [(PARTNER_ID, "Active")]
+    cloud.clear_faults(TAILSPIN)
+
+    run_id, sent = await NightlyRun.of(service).start(now=datetime.now(UTC) + timedelta(days=1))
+    assert sent == 0  # not verified: offboarded...
+    (removed, *_) = await wait_for_final(TAILSPIN, f"offboard:{TAILSPIN}:{FEDERATED_APP}:{run_id}")
+    assert (removed.outcome, removed.source) == ("unlinked", "offboarding")  # ...but removed at last
+    assert arm_state(cloud, TAILSPIN) == [(PARTNER_ID, "Deleted")]
+
+    again, _ = await NightlyRun.of(service).start(now=datetime.now(UTC) + timedelta(days=2))
+    await wait_until_idle(broker, host)
+    assert [e.message_id for e in await history(TAILSPIN)].count(
+        f"offboard:{TAILSPIN}:{FEDERATED_APP}:{again}"
+    ) == 0

@@ -6,12 +6,12 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.links.earning import stopped_in
-from shared.links.message_builder import onboarding_body
+from shared.links.message_builder import OFFBOARDING_PROPERTIES, offboarding_body, onboarding_body
 from shared.links.rows import LinkState
 from shared.links.runs import RunSummary
 from shared.spine.envelope import (
@@ -63,6 +63,20 @@ def verify_message(state: LinkState, run_id: str) -> OutgoingMessage | None:
     )
 
 
+def offboarding_retry(state: LinkState, run_id: str) -> OutgoingMessage | None:
+    """A `customer-offboarded` message for an offboarded link whose removal did not finish (it failed,
+    or its retries ran out), so that each night tries again until the link is gone; None when the
+    removal finished (`unlinked`) or the service cannot sign in as the identity (a user account)."""
+    tenant, identity = state.customer_tenant_id, state.identity
+    if not (tenant and identity and state.is_offboarded) or state.outcome is OutcomeKind.UNLINKED:
+        return None
+    return OutgoingMessage(
+        offboarding_body(tenant, client_id=identity.client_id, correlation_id=state.correlation_id),
+        message_id=f"offboard:{tenant}:{identity.client_id}:{run_id}",
+        properties=dict(OFFBOARDING_PROPERTIES),
+    )
+
+
 async def verify_now(service: LinkService, state: LinkState, run_id: str) -> Outcome | None:
     """Verify one recorded link in this process, as its verify message would (the benchmark and
     the tests); None when the state row holds no identity."""
@@ -96,6 +110,34 @@ class SummaryCheck:
         return problems
 
 
+@dataclass
+class FanOut:
+    """What one night's read of the ledger found: verify messages sent, offboarded links (with the
+    removals to try again) and user accounts due for a manual check."""
+
+    sent: int = 0
+    offboarded: int = 0
+    unfinished: list[OutgoingMessage] = field(default_factory=list)
+    manual: list[LinkState] = field(default_factory=list)
+
+    def sort(self, state: LinkState, run_id: str) -> OutgoingMessage | None:
+        """The link's verify message, or None when it is counted, retried or listed instead."""
+        if state.is_offboarded:
+            self.offboarded += 1  # the customer is gone: neither checked nor healed...
+            retry = offboarding_retry(state, run_id)
+            self.unfinished += [retry] if retry else []  # ...but a removal that failed is tried again
+            return None
+        if state.is_user:
+            self.manual.append(state)  # only a person can sign in as it: listed, never sent
+            return None
+        message = verify_message(state, run_id)
+        if message is None:
+            logger.warning(
+                "link %s/%s has no valid identity recorded; skipped", state.partition_key, state.row_key
+            )
+        return message
+
+
 class NightlyRun:
     """The nightly run's fan-out and summary. Takes only what it uses: the ledger, the sender of
     the verify queue, and the settings."""
@@ -118,46 +160,47 @@ class NightlyRun:
 
     async def start(self, *, now: datetime | None = None) -> tuple[str, int]:
         """Send a verify message for every link in the ledger (failed and needs-customer-action too),
-        except the links of offboarded customers."""
-        sender, queue = self._queue(), self._settings.verify_queue
+        except the links of offboarded customers (an unfinished removal is tried again instead) and
+        user accounts (listed as due for a manual check)."""
         started = now or datetime.now(UTC)
         run_id = run_id_for(started)
-        sent, offboarded, pending, manual = 0, 0, [], list[LinkState]()
-        async for state in self._ledger.all_link_states():
-            if state.is_offboarded:
-                offboarded += 1  # the customer is gone: neither checked nor healed
-                continue
-            if state.is_user:
-                manual.append(state)  # only a person can sign in as it: listed, never sent
-                continue
-            message = verify_message(state, run_id)
-            if message is None:
-                logger.warning(
-                    "link %s/%s has no valid identity recorded; skipped", state.partition_key, state.row_key
-                )
-                continue
-            pending.append(message)
-            if len(pending) >= _BATCH:
-                sent += await sender.send_batch(queue, pending)
-                pending = []
-        if pending:
-            sent += await sender.send_batch(queue, pending)
-
-        if await self._ledger.runs.create(run_id, total=sent, started_at=started, manual_checks=len(manual)):
+        fan_out = await self._fan_out(run_id)
+        manual = len(fan_out.manual)
+        if await self._ledger.runs.create(
+            run_id, total=fan_out.sent, started_at=started, manual_checks=manual
+        ):
             await self._schedule_check(run_id, 1)
             logger.info(
                 "re-verification run %s started: %d verify messages sent to %s (%d offboarded, not "
-                "checked; %d user accounts due for a manual check)",
+                "checked, %d unfinished removals tried again; %d user accounts due for a manual check)",
                 run_id,
-                sent,
-                queue,
-                offboarded,
-                len(manual),
+                fan_out.sent,
+                self._settings.verify_queue,
+                fan_out.offboarded,
+                len(fan_out.unfinished),
+                manual,
             )
-            log_manual_checks(run_id, manual)
+            log_manual_checks(run_id, fan_out.manual)
         else:
             logger.info("re-verification run %s was already started; duplicate messages are dropped", run_id)
-        return run_id, sent
+        return run_id, fan_out.sent
+
+    async def _fan_out(self, run_id: str) -> FanOut:
+        """Read every link once: send its verify message (in batches), or its removal again, or list it."""
+        sender, queue = self._queue(), self._settings.verify_queue
+        fan_out, pending = FanOut(), list[OutgoingMessage]()
+        async for state in self._ledger.all_link_states():
+            message = fan_out.sort(state, run_id)
+            if message is not None:
+                pending.append(message)
+            if len(pending) >= _BATCH:
+                fan_out.sent += await sender.send_batch(queue, pending)
+                pending = []
+        if pending:
+            fan_out.sent += await sender.send_batch(queue, pending)
+        if fan_out.unfinished:
+            await sender.send_batch(self._settings.onboarding_queue, fan_out.unfinished)
+        return fan_out
 
     async def _schedule_check(self, run_id: str, number: int) -> None:
         await self._queue().schedule(
