@@ -4,6 +4,7 @@ import azure.functions as func
 
 from functions.attribution import bp as attribution
 from functions.dead_letters import bp as dead_letters
+from functions.delivery import bp as delivery
 from functions.http_api import bp as http_api
 from functions.onboarding import bp as onboarding
 from functions.reverify import bp as reverify
@@ -16,3 +17,4 @@ app.register_functions(reverify)
 app.register_functions(http_api)
 app.register_functions(dead_letters)
 app.register_functions(attribution)
+app.register_functions(delivery)

@@ -82,6 +82,8 @@ var tags = {
 var onboardingQueueName = 'customer-onboarded'
 var verifyQueueName = 'link-verify'
 var auditQueueName = 'attribution-audit'
+var deliveryQueueName = 'solution-delivery'
+var deliveryContainerName = 'deliveries'
 var ledgerTableName = 'PalLinks'
 
 // The audience Entra ID accepts in a managed-identity token used as a federated assertion, one per
@@ -134,6 +136,7 @@ module storage 'app/storage.bicep' = {
     location: location
     tags: tags
     deploymentContainerName: deploymentContainerName
+    deliveryContainerName: deliveryContainerName
     ledgerTableName: ledgerTableName
   }
 }
@@ -148,6 +151,7 @@ module serviceBus 'app/servicebus.bicep' = {
     onboardingQueueName: onboardingQueueName
     verifyQueueName: verifyQueueName
     auditQueueName: auditQueueName
+    deliveryQueueName: deliveryQueueName
   }
 }
 
@@ -182,6 +186,9 @@ module functionApp 'app/function.bicep' = {
     onboardingQueueName: onboardingQueueName
     verifyQueueName: verifyQueueName
     auditQueueName: auditQueueName
+    deliveryQueueName: deliveryQueueName
+    deliveryBlobServiceUri: storage.outputs.blobServiceUri
+    deliveryContainerName: deliveryContainerName
     reverifySchedule: reverifySchedule
     auditSchedule: auditSchedule
     serviceBusHostName: serviceBus.outputs.hostName
@@ -201,6 +208,7 @@ module rbac 'app/rbac.bicep' = {
     userPrincipalType: principalType
     userDataRoles: deployerDataRoles && principalType == 'User'
     storageAccountName: storage.outputs.name
+    deliveryContainerName: deliveryContainerName
     serviceBusNamespaceName: serviceBus.outputs.name
     keyVaultName: keyVault.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
@@ -252,4 +260,7 @@ output LEDGER_TABLE string = ledgerTableName
 output ONBOARDING_QUEUE string = onboardingQueueName
 output VERIFY_QUEUE string = verifyQueueName
 output AUDIT_QUEUE string = auditQueueName
+output DELIVERY_QUEUE string = deliveryQueueName
+output DeliveryStorage__blobServiceUri string = storage.outputs.blobServiceUri
+output DELIVERY_CONTAINER string = deliveryContainerName
 output KEY_VAULT_URL string = keyVault.outputs.url

@@ -43,6 +43,7 @@ def local_settings(
         "REVERIFY_SCHEDULE": "0 0 2 * * *",
         "AUDIT_QUEUE": "attribution-audit",
         "AUDIT_SCHEDULE": "0 0 3 * * 0",
+        "DELIVERY_QUEUE": "solution-delivery",
         "LedgerStorage": ledger_connection_string,
         "LEDGER_TABLE": ledger_table,
         "AZURE_AUTHORITY_HOST": cloud.authority,

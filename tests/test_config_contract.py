@@ -43,17 +43,31 @@ HOST_SETTINGS = {
 # uploads are signed with the managed identity (APPLICATIONINSIGHTS_AUTHENTICATION_STRING).
 NAMED_LIKE_A_CONNECTION_STRING_BUT_NOT_SECRET = {"APPLICATIONINSIGHTS_CONNECTION_STRING"}
 # Settings that would hold a connection string (a key or SAS inside) if set in Azure.
-CONNECTION_STRING_SETTINGS = {"AzureWebJobsStorage", "LedgerStorage", "ServiceBusConnection"}
+CONNECTION_STRING_SETTINGS = {
+    "AzureWebJobsStorage",
+    "LedgerStorage",
+    "DeliveryStorage",
+    "ServiceBusConnection",
+}
 
 
 @cache
 def code_settings() -> dict[str, str | None]:
     """Setting name -> the code's default as the setting's text (None: no default), read from every
-    self._<reader>("NAME", default, ...) call in shared/spine/settings.py: _get, _required, _int, _bool,
+    self._<reader>("NAME", default, ...) call in shared/spine/settings.py and shared/delivery/settings.py
+    (the same reader): _get, _required, _int, _bool,
     _https_url and any reader added later. Defaults are evaluated in the module, so expressions
     such as 64 * 1024 or OnOtherPartner.UPDATE.value give their values."""
-    import shared.spine.settings as module
+    import shared.delivery.settings
+    import shared.spine.settings
 
+    found: dict[str, str | None] = {}
+    for module in (shared.spine.settings, shared.delivery.settings):
+        found |= _settings_read_by(module)
+    return found
+
+
+def _settings_read_by(module: Any) -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for node in ast.walk(ast.parse(Path(module.__file__).read_text())):
         if not (

@@ -56,6 +56,7 @@ def test_bindings_are_indexed_as_the_host_expects() -> None:
     assert indexed["onboard_customer"] == [{**service_bus, "queueName": "%ONBOARDING_QUEUE%"}]
     assert indexed["verify_link"] == [{**service_bus, "queueName": "%VERIFY_QUEUE%"}]
     assert indexed["audit_customer"] == [{**service_bus, "queueName": "%AUDIT_QUEUE%"}]
+    assert indexed["deliver"] == [{**service_bus, "queueName": "%DELIVERY_QUEUE%"}]
     assert indexed["audit_attribution"] == [
         {
             "direction": "IN",
@@ -95,6 +96,9 @@ def test_bindings_are_indexed_as_the_host_expects() -> None:
         "attribution_below": ("attribution", "FUNCTION", out),
         "attribution_of_customer": ("attribution/{customerTenantId}", "FUNCTION", out),
         "audit_now": ("attribution/{customerTenantId}/audit", "FUNCTION", out),
+        "deliver_solution": ("deliveries/{customerTenantId}/solutions", "FUNCTION", out),
+        "deliver_report": ("deliveries/{customerTenantId}/reports", "FUNCTION", out),
+        "delivery_status": ("deliveries/{customerTenantId}/{deliveryId}", "FUNCTION", out),
     }
 
 

@@ -299,6 +299,7 @@ ROLE = {
     "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39": "Azure Service Bus Data Sender",
     "090c5cfd-751d-490a-894a-3ce6f1109419": "Azure Service Bus Data Owner",
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
     "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
     "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
@@ -315,11 +316,13 @@ FUNCTION_ROLES = {
     "Key Vault Secrets User",
     "Monitoring Metrics Publisher",
 }
-# The most the deploying user may get: palctl (send, dead letters), reading the ledger, storing secrets.
+# The most the deploying user may get: palctl (send, dead letters), reading the ledger, uploading files
+# to deliver (the deliveries container only), storing secrets.
 USER_ROLES = {
     "Azure Service Bus Data Receiver",
     "Azure Service Bus Data Sender",
     "Storage Table Data Contributor",
+    "Storage Blob Data Contributor",
     "Key Vault Secrets Officer",
 }
 

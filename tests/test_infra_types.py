@@ -102,7 +102,7 @@ PLANTS = [
         "app/storage.bicep",
         "allowSharedKeyAccess: false",
         "allowSharedKeyAcess: false",
-        "infra/app/storage.bicep:19: Microsoft.Storage/storageAccounts@2023-05-01: "
+        "infra/app/storage.bicep:20: Microsoft.Storage/storageAccounts@2023-05-01: "
         "properties.allowSharedKeyAcess is not a property of this type (did you mean allowSharedKeyAccess?)",
         id="misspelt-property",
     ),
@@ -118,7 +118,7 @@ PLANTS = [
         "app/storage.bicep",
         "    supportsHttpsTrafficOnly: true\n",
         "    supportsHttpsTrafficOnly: true\n    provisioningState: 'Succeeded'\n",
-        "infra/app/storage.bicep:25: Microsoft.Storage/storageAccounts@2023-05-01: "
+        "infra/app/storage.bicep:26: Microsoft.Storage/storageAccounts@2023-05-01: "
         "properties.provisioningState is read-only",
         id="read-only-provisioningState",
     ),
@@ -140,7 +140,7 @@ PLANTS = [
         "app/storage.bicep",
         "  kind: 'StorageV2'\n",
         "",
-        "infra/app/storage.bicep:10: Microsoft.Storage/storageAccounts@2023-05-01: kind is required",
+        "infra/app/storage.bicep:11: Microsoft.Storage/storageAccounts@2023-05-01: kind is required",
         id="missing-required-kind",
     ),
     pytest.param(

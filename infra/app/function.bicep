@@ -21,6 +21,11 @@
 // default: FLOW_ENDPOINT (the public cloud's Power Automate admin API)
 // default: POWERBI_ENDPOINT (the public cloud's Power BI REST API)
 // local-only: LedgerStorage (ledger connection string: Azurite)
+// local-only: DeliveryStorage (delivery files' connection string: Azurite)
+// default: DELIVERY_MAX_FILE_BYTES (100 MiB, the Functions host's own request limit)
+// default: DELIVERY_POLL_SECONDS (one invocation polls an import for two minutes)
+// default: DELIVERY_POLL_DELAY_SECONDS (then a follow-up message 30 s later)
+// default: DELIVERY_MAX_POLLS (120 follow-ups, then the delivery fails as unfinished)
 // local-only: ServiceBusConnection (connection string of the local broker or emulator)
 // local-only: KEY_VAULT_VERIFY_CHALLENGE_RESOURCE (true in Azure, the code's default)
 // local-only: PAL_CA_BUNDLE (the sandbox's test CA; Azure uses the system trust store)
@@ -49,6 +54,9 @@ param onOtherPartner string
 param onboardingQueueName string
 param verifyQueueName string
 param auditQueueName string
+param deliveryQueueName string
+param deliveryBlobServiceUri string
+param deliveryContainerName string
 param reverifySchedule string
 param auditSchedule string
 param serviceBusHostName string
@@ -140,6 +148,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       REVERIFY_SCHEDULE: reverifySchedule
       AUDIT_QUEUE: auditQueueName
       AUDIT_SCHEDULE: auditSchedule
+      DELIVERY_QUEUE: deliveryQueueName
 
       // The product (shared/spine/settings.py).
       PARTNER_ID: partnerId
@@ -147,6 +156,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       ON_OTHER_PARTNER: onOtherPartner
       LedgerStorage__tableServiceUri: ledgerTableServiceUri
       LEDGER_TABLE: ledgerTableName
+      DeliveryStorage__blobServiceUri: deliveryBlobServiceUri
+      DELIVERY_CONTAINER: deliveryContainerName
       AZURE_CLIENT_ID: identityClientId
       KEY_VAULT_URL: keyVaultUrl
       // From the deployment's cloud; the code accepts only the known clouds' hosts here and derives

@@ -14,7 +14,8 @@
 //     control-plane `Microsoft.ServiceBus/*`) would be, but Microsoft does not document it for the
 //     scale controller, and creating role definitions needs Owner or User Access Administrator from
 //     whoever deploys. Scoped to the namespace, which holds only this product's two queues.
-//   Storage: Blob Data Owner on the account (the host's leases and keys, the deployment package) and
+//   Storage: Blob Data Owner on the account (the host's leases and keys, the deployment package, and
+//     the delivery files in the deliveries container, which lives in the same account) and
 //     Table Data Contributor on the table service (the ledger). Not on the ledger table alone: the
 //     code calls create_table on first use (shared/links/ledger.py), a request to the table service
 //     (POST /Tables), which Storage does not document as allowed by a role on one table; refused, it
@@ -24,7 +25,7 @@
 //   Monitoring Metrics Publisher: telemetry into Application Insights with local auth disabled.
 // The deploying user (optional, userDataRoles) gets what `palctl` and a local run need: Service Bus
 // Data Sender and Receiver (enqueue, dead-letter list/replay), Table Data Contributor (read the
-// ledger), and Key Vault Secrets Officer instead of Secrets User, to store per-customer secrets. A
+// ledger), Blob Data Contributor on the deliveries container only (upload files to deliver), and Key Vault Secrets Officer instead of Secrets User, to store per-customer secrets. A
 // pipeline's service principal gets none of them (main.bicep passes false for it).
 param identityPrincipalId string
 
@@ -41,6 +42,7 @@ param userPrincipalType string = 'User'
 param userDataRoles bool = true
 
 param storageAccountName string
+param deliveryContainerName string
 param serviceBusNamespaceName string
 param keyVaultName string
 param applicationInsightsName string
@@ -51,6 +53,7 @@ var roles = {
   serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
@@ -66,6 +69,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' existing = {
   parent: storage
   name: 'default'
+}
+
+resource deliveryContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  name: '${storageAccountName}/default/${deliveryContainerName}'
 }
 
 resource serviceBus 'Microsoft.ServiceBus/namespaces@2024-01-01' existing = {
@@ -160,6 +167,18 @@ resource userTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-0
   scope: tableService
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
+
+// An uploader of delivery files (palctl, a pipeline run as the deploying user) writes to the
+// deliveries container alone: Blob Data Contributor there, nothing on the host's own blobs.
+resource userDeliveryContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (withUser) {
+  name: guid(deliveryContainer.id, userPrincipalId, roles.storageBlobDataContributor)
+  scope: deliveryContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
     principalId: userPrincipalId
     principalType: userPrincipalType
   }

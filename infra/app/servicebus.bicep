@@ -13,6 +13,7 @@ param tags object
 param onboardingQueueName string
 param verifyQueueName string
 param auditQueueName string
+param deliveryQueueName string
 
 resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   name: name
@@ -101,6 +102,25 @@ resource auditQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   }
 }
 
+// solution-delivery: one message per delivery step (an import, or a follow-up poll of one). A step may
+// poll an import for two minutes, so its lock lasts five.
+resource deliveryQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
+  parent: namespace
+  name: deliveryQueueName
+  properties: {
+    lockDuration: 'PT5M'
+    maxDeliveryCount: 10
+    // The API derives each step's MessageId from the delivery: a step sent twice is delivered once.
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'P1D'
+    defaultMessageTimeToLive: 'P2D'
+    deadLetteringOnMessageExpiration: false
+    maxSizeInMegabytes: 1024
+    requiresSession: false
+    enableBatchedOperations: true
+  }
+}
+
 output name string = namespace.name
 output id string = namespace.id
 // serviceBusEndpoint is https://NAME.servicebus.windows.net:443/; settings want the host name.
@@ -108,3 +128,4 @@ output hostName string = split(replace(namespace.properties.serviceBusEndpoint, 
 output onboardingQueueName string = onboardingQueue.name
 output verifyQueueName string = verifyQueue.name
 output auditQueueName string = auditQueue.name
+output deliveryQueueName string = deliveryQueue.name

@@ -5,6 +5,7 @@ param name string
 param location string
 param tags object
 param deploymentContainerName string
+param deliveryContainerName string
 param ledgerTableName string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
@@ -39,6 +40,15 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
         publicAccess: 'None'
       }
     }
+
+    // Solution and report files to deliver (shared/delivery): one blob per content (its SHA-256),
+    // written by the HTTP API or an uploader, read by the delivery worker.
+    resource deliveryContainer 'containers' = {
+      name: deliveryContainerName
+      properties: {
+        publicAccess: 'None'
+      }
+    }
   }
 
   resource tableService 'tableServices' = {
@@ -56,3 +66,4 @@ output name string = storage.name
 output id string = storage.id
 output deploymentContainerUrl string = '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
 output tableServiceUri string = storage.properties.primaryEndpoints.table
+output blobServiceUri string = storage.properties.primaryEndpoints.blob
