@@ -465,7 +465,7 @@ def test_an_unknown_queue_is_refused(bus: Bus) -> None:
 
 def test_the_shipped_config_served_from_the_command_line() -> None:
     configs = {q.name: q for q in load_queue_config(DEFAULT_CONFIG)}
-    assert set(configs) == {"customer-onboarded", "link-verify", "attribution-audit"}
+    assert set(configs) == {"customer-onboarded", "link-verify", "attribution-audit", "solution-delivery"}
     onboarded = configs["customer-onboarded"]
     assert (onboarded.lock_duration_seconds, onboarded.max_delivery_count) == (60, 10)
     # One day: the CSV backfill and the nightly run are de-duplicated per day.
