@@ -4,9 +4,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench bench-audit soak clean
+.PHONY: setup browser run test lint bench bench-audit soak clean
 
 setup: $(STAMP) node_modules/.package-lock.json
+
+# The headless browser the dashboard's tests drive: Debian's chromium and its driver, installed once
+# (nothing is done when both are already on the PATH).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver >/dev/null; }
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +32,7 @@ run: setup
 	$(PY) -m sandbox.programs.demo $(ARGS)
 
 ## test: lint, type-check and run the whole test suite (starts and stops its own local services)
-test: setup lint
+test: setup browser lint
 	$(PY) -m pytest -n auto --maxprocesses 4
 
 ## bench: re-verify 10,000 links with 50 ms latency and print the figures (not part of the tests)

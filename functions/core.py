@@ -165,3 +165,76 @@ async def delivery_api() -> DeliveryApi:
         link_service.sender,
         settings,  # type: ignore[arg-type]
     )
+
+
+if TYPE_CHECKING:
+    from shared.dashboard.api import DashboardApi
+    from shared.dashboard.auth import DashboardSettings, TokenValidator
+    from shared.dashboard.page import PageResponse
+
+_dashboard_validators: dict[DashboardSettings, TokenValidator] = {}
+
+
+def dashboard_settings() -> DashboardSettings | str:
+    """The dashboard's sign-in settings (shared.dashboard.auth), or why they are missing or wrong."""
+    import os
+
+    from shared.dashboard.auth import DashboardSettings
+    from shared.spine.settings import SettingsError
+
+    try:
+        return DashboardSettings.from_env(os.environ)
+    except SettingsError as error:
+        return str(error)
+
+
+def dashboard_page(name: str | None) -> PageResponse:
+    """The dashboard's HTML (name None) or one of its allow-listed static files."""
+    from shared.dashboard.page import not_configured, page, static_file
+
+    settings = dashboard_settings()
+    if isinstance(settings, str):
+        return not_configured(settings)
+    return page(settings) if name is None else static_file(name, settings)
+
+
+async def dashboard_api() -> DashboardApi | str:
+    """The dashboard's data behind an Entra ID token check (one validator, and key cache, per
+    setting), or why its settings are missing or wrong."""
+    from shared.dashboard.api import DashboardApi
+    from shared.dashboard.auth import TokenValidator
+
+    settings = dashboard_settings()
+    if isinstance(settings, str):
+        return settings
+    validator = _dashboard_validators.get(settings)
+    if validator is None:
+        validator = _dashboard_validators[settings] = TokenValidator(settings)
+    link_service = await service()
+    return DashboardApi(validator, await links_api(), await coverage_api(), link_service.ledger)
+
+
+if TYPE_CHECKING:
+    from shared.repair.api import RepairApi
+
+
+async def repair_api() -> RepairApi:
+    """Repair, opt-in (shared.repair): the audit's ledger, credentials and transport."""
+    from shared.attribution.store import AttributionLedger
+    from shared.repair.api import RepairApi
+    from shared.repair.service import RepairService
+    from shared.repair.store import RepairLedger
+
+    link_service = await service()
+    assert link_service.credentials is not None
+    return RepairApi(
+        RepairService(
+            link_service.ledger,
+            AttributionLedger(link_service.ledger.table),
+            RepairLedger(link_service.ledger.table),
+            await attribution_audit(),
+            link_service.credentials,
+            link_service.settings,
+            link_service.transport,
+        )
+    )

@@ -30,6 +30,8 @@ def local_settings(
     partner_id: str = "1234567",
     ledger_table: str = "PalLinks",
     service_bus_connection_string: str | None = None,
+    dashboard_tenant_id: str | None = None,
+    dashboard_client_id: str | None = None,
 ) -> dict[str, str]:
     """Environment for `shared.spine.settings.Settings` and azure-identity's managed-identity credential.
 
@@ -69,4 +71,9 @@ def local_settings(
     }
     if service_bus_connection_string:
         values["ServiceBusConnection"] = service_bus_connection_string
+    if dashboard_tenant_id and dashboard_client_id:
+        # The dashboard's sign-in: operators of the partner's tenant, tokens for its app registration
+        # (shared/dashboard/auth.py); the sandbox's Entra ID signs them in (sandbox/cloud/authorize.py).
+        values["DASHBOARD_TENANT_ID"] = dashboard_tenant_id
+        values["DASHBOARD_CLIENT_ID"] = dashboard_client_id
     return values

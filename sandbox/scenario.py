@@ -186,6 +186,9 @@ class UserAccount:
     object_id: str
     user_principal_name: str
     display_name: str
+    roles: tuple[str, ...] = ()
+    """App roles assigned to the user (e.g. PalAutopilot.Operator): the `roles` claim of its tokens
+    for the scenario's app registrations (the dashboard's sign-in, sandbox/cloud/authorize.py)."""
 
 
 @dataclass(frozen=True)
@@ -391,13 +394,16 @@ def _users(fields: _Fields, path: str, principal_ids: set[str]) -> tuple[UserAcc
     """The tenant's user accounts: objectId, userPrincipalName and displayName, each unique."""
     users = []
     for user_path, raw in fields.items("users"):
-        user = _Fields(raw, user_path, ("objectId", "userPrincipalName", "displayName"))
+        user = _Fields(raw, user_path, ("objectId", "userPrincipalName", "displayName", "roles"))
         object_id, upn = user.guid("objectId"), user.text("userPrincipalName")
         if object_id in principal_ids:
             raise ValueError(f"{user.at('objectId')}: a service principal's objectId, not a user's")
         if upn.count("@") != 1 or not all(upn.split("@")) or any(c.isspace() for c in upn):
             raise ValueError(f"{user.at('userPrincipalName')}: expected name@domain")
-        users.append(UserAccount(object_id, upn.lower(), user.text("displayName")))
+        roles = tuple(str(role) for _, role in user.items("roles"))
+        if not all(isinstance(role, str) and role.isprintable() and role for _, role in user.items("roles")):
+            raise ValueError(f"{user.at('roles')}: expected a list of app role names")
+        users.append(UserAccount(object_id, upn.lower(), user.text("displayName"), roles))
     unique([(f"{path}.users[{i}].objectId", u.object_id) for i, u in enumerate(users)], "objectId")
     unique(
         [(f"{path}.users[{i}].userPrincipalName", u.user_principal_name) for i, u in enumerate(users)],

@@ -83,6 +83,8 @@ class CloudFlow:
     owner: str = ""  # Dataverse ownerid of a solution-aware flow
     managed: bool = False
     state: str = "Started"
+    premium_connectors: tuple[str, ...] = ()  # connector ids (shared_sql, ...) of premium tier
+    process_license: bool = False  # a Process licence is assigned to the flow
 
 
 @dataclass(frozen=True)
@@ -341,7 +343,10 @@ def _co_owner(path: str, item: object, people: _People) -> CoOwner:
 
 def _flow(path: str, item: object, people: _People, app_users: set[str], dataverse: bool) -> CloudFlow:
     fields = Fields(
-        item, path, ("id", "displayName", "creator", "solutionAware", "owner", "managed", "state")
+        item,
+        path,
+        ("id", "displayName", "creator", "solutionAware", "owner", "managed", "state")
+        + ("premiumConnectors", "processLicense"),
     )
     solution_aware = fields.boolean("solutionAware", False)
     if solution_aware and not dataverse:
@@ -364,6 +369,8 @@ def _flow(path: str, item: object, people: _People, app_users: set[str], dataver
         owner=people.in_dataverse(fields, "owner", app_users, creator) if solution_aware else "",
         managed=fields.boolean("managed", False),
         state=fields.choice("state", FLOW_STATES, "Started"),
+        premium_connectors=tuple(str(c) for c in fields.value.get("premiumConnectors") or ()),
+        process_license=fields.boolean("processLicense", False),
     )
 
 

@@ -99,6 +99,17 @@ def test_bindings_are_indexed_as_the_host_expects() -> None:
         "deliver_solution": ("deliveries/{customerTenantId}/solutions", "FUNCTION", out),
         "deliver_report": ("deliveries/{customerTenantId}/reports", "FUNCTION", out),
         "delivery_status": ("deliveries/{customerTenantId}/{deliveryId}", "FUNCTION", out),
+        "repair_plan": ("repairs/{customerTenantId}/plan", "FUNCTION", out),
+        "repair_apply": ("repairs/{customerTenantId}/apply", "FUNCTION", out),
+        "repair_undo": ("repairs/{customerTenantId}/undo", "FUNCTION", out),
+        "repair_status": ("repairs/{customerTenantId}/{applyId}", "FUNCTION", out),
+        "dashboard_page": ("dashboard", "ANONYMOUS", out),
+        "dashboard_static": ("dashboard/static/{name}", "ANONYMOUS", out),
+        "dashboard_me": ("dashboard/data/me", "ANONYMOUS", out),
+        "dashboard_summary": ("dashboard/data/summary", "ANONYMOUS", out),
+        "dashboard_links": ("dashboard/data/links", "ANONYMOUS", out),
+        "dashboard_customer": ("dashboard/data/customers/{customerTenantId}", "ANONYMOUS", out),
+        "dashboard_relink": ("dashboard/data/customers/{customerTenantId}/relink", "ANONYMOUS", out),
     }
 
 

@@ -27,6 +27,7 @@ from ..tls import make_tls
 from .admin import Admin
 from .arm import ManagementPartner
 from .authorization import Authorization, AuthorizationWorld
+from .authorize import SignIn
 from .credentials import self_signed_pem
 from .device_code import DeviceCodes
 from .entra import EntraId
@@ -78,7 +79,7 @@ class CloudSandbox:
         self._router = Router()
         self._device_codes = DeviceCodes(self._state, self._tokens)
         entra = EntraId(self._state, self._tokens, self._faults, self._router.audiences, self._device_codes)
-        self._router.add(entra)
+        self._router.add(SignIn(entra, self._state, self._tokens, self._router.audiences))  # authorize.py
         self._router.add(ManagementPartner(self._state, self._tokens, self._faults), prefix="providers")
         self._authorization = AuthorizationWorld(self._state)
         authorization = Authorization(self._state, self._tokens, self._faults, self._authorization)

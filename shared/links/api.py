@@ -101,6 +101,7 @@ _EVENT_FIELDS = {"event_time": "time"} | _api_names(
     "previous_partner_id",
     "run_id",
     "correlation_id",
+    "actor",
 )
 
 

@@ -36,6 +36,7 @@ from shared.links.rows import (
 )
 from shared.links.runs import Runs
 from shared.links.transitions import changes_state, extends_verification, history_event, link_state
+from shared.spine.actor import current_actor
 from shared.spine.outcomes import Outcome, OutcomeKind
 from shared.spine.receipts import Receipt, chain_id, receipt_row_key
 from shared.spine.settings import Settings
@@ -91,6 +92,8 @@ class Attempt:
     """The number of the retry this attempt scheduled, if any."""
     body_digest: str | None = None
     """Digest of the message body (none for a relink): part of the chain's identity."""
+    actor: str | None = dataclasses.field(default_factory=current_actor)
+    """The person who asked for this attempt (an operator's action in the dashboard), if any."""
 
     @property
     def chain_id(self) -> str:

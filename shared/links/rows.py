@@ -190,6 +190,8 @@ class HistoryEvent(TableRow):
     link_version: int | None = None
     retry_after_seconds: float | None = None
     duration_ms: float | None = None
+    actor: str | None = None
+    """Who asked for it: `name (objectId)` of the operator behind a dashboard action."""
 
     CONVERT: ClassVar = {"outcome": OutcomeKind}
 

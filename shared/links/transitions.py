@@ -104,6 +104,7 @@ def history_event(
         link_version=outcome.link_version,
         retry_after_seconds=outcome.retry_after,
         duration_ms=round(attempt.duration_ms, 1),
+        actor=attempt.actor,
     )
 
 

@@ -32,6 +32,7 @@ from .bap import instance_url
 from .common import Caller, bearer_caller
 from .dataverse_tables import ROWS, TABLES, Row, etag
 from .odata import ODataError, dataverse_error
+from .owner_changes import patch_record
 from .solution_import import settle
 from .solutions import ACTIONS, import_async, stage
 from .throttle import SlidingWindows
@@ -120,6 +121,8 @@ class Dataverse:
             if parts[3] == "StageSolution":
                 return stage(self._world, env, request, base)
             return import_async(self._world, env, caller.object_id, request, base)
+        if request.method == "PATCH":
+            return patch_record(self._world, env, request, parts[3])
         if request.method != "GET":
             message = "The sandbox's Dataverse answers GET, and POST to its solution actions."
             return dataverse_error(405, odata.QUERY_ERROR, message)

@@ -20,6 +20,7 @@ from typing import Any
 from ...scenario_power_platform import DEFAULT_TIME
 from .delivery_tables import DELIVERY_ROWS, DELIVERY_TABLES, delivered_importjobs
 from .odata import Table
+from .owner_changes import CAPACITY_ROWS, CAPACITY_TABLES
 from .world import SYSTEM, LiveEnvironment, PowerPlatformWorld, systemuser_id
 
 Row = dict[str, Any]
@@ -259,3 +260,4 @@ ROWS: dict[str, Callable[[PowerPlatformWorld, LiveEnvironment], list[Row]]] = {
     **DELIVERY_ROWS,
 }
 TABLES.update(DELIVERY_TABLES)
+TABLES.update(CAPACITY_TABLES), ROWS.update(CAPACITY_ROWS)  # owner_changes.py: Process licences

@@ -15,9 +15,11 @@ from typing import Any
 from ...scenario_power_platform import DEFAULT_TIME, CloudFlow
 from ..protocol import Reply, Request, json_reply
 from .common import FLOW_AUDIENCES, AdminApi, Caller, admin_error, paged
+from .owner_changes import flow_detail
 from .world import LiveEnvironment
 
 FLOW_API_VERSIONS = frozenset({"2016-11-01"})
+_ONE_FLOW = ["scopes", "admin", "environments", "flows"]
 
 
 def flow_body(env: LiveEnvironment, flow: CloudFlow) -> dict[str, Any]:
@@ -61,6 +63,8 @@ class Flow(AdminApi):
 
     def route(self, request: Request, caller: Caller) -> Reply:
         parts = [part.lower() for part in request.path[2:]]  # after providers/Microsoft.ProcessSimple
+        if request.method == "GET" and len(parts) == 6 and parts[:3] + parts[4:5] == _ONE_FLOW:
+            return self._one(caller, parts[3], parts[5])  # one flow, with its connection references
         if parts[:3] != ["scopes", "admin", "environments"] or parts[4:] not in (["v2", "flows"], ["flows"]):
             return admin_error(404, "NotFound", f"No such Flow resource '{'/'.join(request.path)}'.")
         if request.method != "GET":
@@ -73,3 +77,15 @@ class Flow(AdminApi):
                 return admin_error(403, "EnvironmentAccessDenied", message)
             page, extra = paged(request, env.spec.flows, tenant.spec.page_sizes.flows)
             return json_reply(200, {"value": [flow_body(env, flow) for flow in page], **extra})
+
+    def _one(self, caller: Caller, env_id: str, flow_id: str) -> Reply:
+        """One flow with its connection references (owner_changes.py)."""
+        with self._world.lock:
+            env = self._world.tenant(caller.tenant_id).environments.get(env_id)
+            if env is None:
+                return admin_error(
+                    403, "EnvironmentAccessDenied", f"Access to the environment '{env_id}' is denied."
+                )
+            flow = next((flow for flow in env.spec.flows if flow.flow_id == flow_id), None)
+            body = flow_body(env, flow) if flow is not None else {"properties": {}}
+            return flow_detail(env, flow_id, body)

@@ -16,6 +16,7 @@ from typing import Any
 from ...scenario_power_platform import DEFAULT_TIME, CanvasApp
 from ..protocol import Reply, Request, json_reply
 from .common import POWERAPPS_AUDIENCES, AdminApi, Caller, admin_error, not_found, paged, principal
+from .owner_changes import modify_app_owner
 from .world import LiveEnvironment
 
 POWERAPPS_API_VERSIONS = frozenset({"2016-11-01", "2020-06-01", "2021-02-01", "2022-11-01"})
@@ -28,6 +29,8 @@ class PowerApps(AdminApi):
 
     def route(self, request: Request, caller: Caller) -> Reply:
         parts = [part.lower() for part in request.path[2:]]  # after providers/Microsoft.PowerApps
+        if request.method == "POST" and len(parts) == 7 and parts[6] == "modifyappowner":
+            return modify_app_owner(self._world, caller.tenant_id, parts[3], parts[5], request)
         listing = len(parts) in (5, 7) and parts[:3] == _ADMIN_ENVIRONMENTS and parts[4] == "apps"
         if not listing or (len(parts) == 7 and parts[6] != "permissions"):
             return admin_error(404, "NotFound", f"No such Power Apps resource '{'/'.join(request.path)}'.")

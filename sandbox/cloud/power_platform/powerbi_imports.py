@@ -41,6 +41,7 @@ from ...scenario_power_platform import Dataset, Workspace
 from ..protocol import Refusal, Reply, Request, json_reply
 from .common import Caller
 from .delivery_state import PbiImport, PbiReport
+from .owner_changes import take_over
 from .world import LiveTenant, PowerPlatformWorld
 
 CONFLICT_MODES = ("Ignore", "Abort", "Overwrite", "CreateOrOverwrite", "GenerateUniqueName")
@@ -93,6 +94,13 @@ class PowerBiImports:
         kind, rest = (parts[2] if len(parts) > 2 else ""), parts[3:]
         if request.method == "POST" and kind == "imports" and not rest:
             return self._post(request, caller, workspace)
+        if (
+            request.method == "POST"
+            and kind == "datasets"
+            and len(rest) == 2
+            and rest[1] == "default.takeover"
+        ):
+            return take_over(self._world, tenant, workspace.workspace_id.lower(), rest[0], caller)
         if request.method != "GET" or kind not in ("imports", "datasets", "reports") or len(rest) > 1:
             raise pbi_error(404, "PowerBIEntityNotFound")
         with self._world.lock:

@@ -1,0 +1,475 @@
+// The PAL Autopilot dashboard: sign-in with Entra ID (OAuth 2.0 authorization code flow with PKCE,
+// RFC 7636, against the authority's own endpoints; no library), then the fleet, one customer and
+// the relink action, read from /api/dashboard/data/. No framework, no build step; every value from
+// the API is put in the page as text (textContent), never as HTML.
+"use strict";
+
+(function () {
+  const meta = (name) => document.querySelector(`meta[name="${name}"]`).getAttribute("content");
+  const config = {
+    authority: meta("pal-authority"),
+    clientId: meta("pal-client-id"),
+    scope: meta("pal-scope"),
+  };
+  const DATA = "dashboard/data";
+  const OUTCOMES = [
+    "linked", "already-linked", "updated", "kept-other-partner", "reclaimed", "foreign-partner",
+    "needs-customer-action", "partner-credential-broken", "needs-partner-action", "invalid-partner-id",
+    "transient", "failed", "verified", "healed", "rejected", "unlinked",
+  ];
+  const $ = (id) => document.getElementById(id);
+  const session = window.sessionStorage;
+  let me = null;
+  let nextToken = null;
+  let currentTenant = null;
+
+  // ---- sign-in: authorization code with PKCE ---------------------------------------------------
+
+  function base64url(bytes) {
+    let text = "";
+    bytes.forEach((b) => { text += String.fromCharCode(b); });
+    return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  function randomText() {
+    return base64url(crypto.getRandomValues(new Uint8Array(32)));
+  }
+
+  function redirectUri() {
+    return window.location.origin + window.location.pathname;
+  }
+
+  async function signIn() {
+    const verifier = randomText();
+    const challenge = base64url(new Uint8Array(
+      await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier))));
+    const state = randomText();
+    const nonce = randomText();
+    session.setItem("pal.pkce", JSON.stringify({ verifier, state, nonce }));
+    const query = new URLSearchParams({
+      client_id: config.clientId,
+      response_type: "code",
+      response_mode: "query",
+      redirect_uri: redirectUri(),
+      scope: config.scope,
+      state,
+      nonce,
+      code_challenge: challenge,
+      code_challenge_method: "S256",
+    });
+    const hint = new URLSearchParams(window.location.search).get("login_hint");
+    if (hint) {
+      query.set("login_hint", hint);
+    }
+    window.location.assign(`${config.authority}/oauth2/v2.0/authorize?${query}`);
+  }
+
+  function claimsOf(jwt) {
+    const part = jwt.split(".")[1] || "";
+    const padded = part.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((part.length + 3) % 4);
+    return JSON.parse(atob(padded));
+  }
+
+  async function redeem(params) {
+    const pending = JSON.parse(session.getItem("pal.pkce") || "null");
+    session.removeItem("pal.pkce");
+    window.history.replaceState(null, "", redirectUri());
+    if (!pending || params.get("state") !== pending.state) {
+      throw new Error("the sign-in answer does not match the request (state); sign in again");
+    }
+    const form = new URLSearchParams({
+      client_id: config.clientId,
+      grant_type: "authorization_code",
+      code: params.get("code"),
+      redirect_uri: redirectUri(),
+      code_verifier: pending.verifier,
+      scope: config.scope,
+    });
+    const response = await fetch(`${config.authority}/oauth2/v2.0/token`, {
+      method: "POST",
+      body: form,
+      credentials: "omit",
+    });
+    const answer = await response.json();
+    if (!response.ok) {
+      throw new Error(`sign-in failed: ${answer.error || response.status}`);
+    }
+    if (answer.id_token && claimsOf(answer.id_token).nonce !== pending.nonce) {
+      throw new Error("the ID token does not carry this sign-in's nonce; sign in again");
+    }
+    const expiresAt = Date.now() + (Number(answer.expires_in) - 60) * 1000;
+    session.setItem("pal.token", JSON.stringify({ accessToken: answer.access_token, expiresAt }));
+  }
+
+  function accessToken() {
+    const stored = JSON.parse(session.getItem("pal.token") || "null");
+    if (!stored || stored.expiresAt <= Date.now()) {
+      session.removeItem("pal.token");
+      return null;
+    }
+    return stored.accessToken;
+  }
+
+  function signOut() {
+    session.removeItem("pal.token");
+    me = null;
+    showSignedOut("Signed out.");
+  }
+
+  // ---- the data API ----------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, detail) {
+      super(detail);
+      this.status = status;
+    }
+  }
+
+  async function api(path, options = {}) {
+    const token = accessToken();
+    if (!token) {
+      throw new ApiError(401, "sign in first");
+    }
+    const response = await fetch(`${DATA}/${path}`, {
+      ...options,
+      headers: { Authorization: `Bearer ${token}`, Accept: "application/json" },
+      credentials: "omit",
+    });
+    const text = await response.text();
+    const body = text ? JSON.parse(text) : null;
+    if (!response.ok) {
+      if (response.status === 401) {
+        session.removeItem("pal.token");
+      }
+      throw new ApiError(response.status, (body && body.detail) || `HTTP ${response.status}`);
+    }
+    return body;
+  }
+
+  // ---- building the page (text only) -----------------------------------------------------------
+
+  function el(tag, text, className) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) {
+      node.textContent = String(text);
+    }
+    if (className) {
+      node.className = className;
+    }
+    return node;
+  }
+
+  function row(cells) {
+    const tr = document.createElement("tr");
+    cells.forEach((cell) => {
+      const td = document.createElement("td");
+      if (cell instanceof Node) {
+        td.appendChild(cell);
+      } else {
+        td.textContent = cell === undefined || cell === null ? "" : String(cell);
+      }
+      tr.appendChild(td);
+    });
+    return tr;
+  }
+
+  function when(iso) {
+    // "2026-05-01T09:00:00.123+00:00" -> "2026-05-01 09:00 UTC" (the API's times are UTC)
+    const match = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})/.exec(iso || "");
+    return match ? `${match[1]} ${match[2]} UTC` : iso || "";
+  }
+
+  function labelCells(table) {
+    // On a phone each row is a card: every cell shows its column's name (CSS, attr(data-label)).
+    const names = Array.from(table.tHead.rows[0].cells).map((cell) => cell.textContent);
+    Array.from(table.tBodies[0].rows).forEach((tr) => {
+      Array.from(tr.cells).forEach((td, index) => td.setAttribute("data-label", names[index] || ""));
+    });
+  }
+
+  function outcomeBadge(outcome) {
+    return el("span", outcome, `badge outcome-${outcome}`);
+  }
+
+  function customerButton(link) {
+    const button = el("button", link.customerName || link.customerTenantId, "linkish");
+    button.type = "button";
+    button.dataset.tenant = link.customerTenantId;
+    button.title = link.customerTenantId;
+    button.addEventListener("click", () => openCustomer(link.customerTenantId));
+    return button;
+  }
+
+  function copyButton(text) {
+    const button = el("button", "Copy", "copy");
+    button.type = "button";
+    button.setAttribute("aria-label", "Copy the sentence to send");
+    button.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(text);
+        button.textContent = "Copied";
+      } catch (error) {
+        button.textContent = "Copy failed";
+      }
+    });
+    return button;
+  }
+
+  function setStatus(text) {
+    $("status").textContent = text || "";
+  }
+
+  function showSignedOut(text) {
+    $("fleet").hidden = true;
+    $("customer").hidden = true;
+    $("who").textContent = "";
+    $("sign-in").hidden = false;
+    $("sign-out").hidden = true;
+    setStatus(text || "Sign in with your work account to see the fleet.");
+  }
+
+  function fail(error) {
+    if (error instanceof ApiError && error.status === 401) {
+      showSignedOut(`Your sign-in is no longer valid (${error.message}). Sign in again.`);
+      return;
+    }
+    setStatus(`Something went wrong: ${error.message}`);
+  }
+
+  // ---- the fleet -------------------------------------------------------------------------------
+
+  async function loadFleet() {
+    const [summary, needing] = await Promise.all([
+      api("summary"),
+      api("links?outcome=needs-customer-action&top=50"),
+    ]);
+    const tiles = $("outcomes");
+    tiles.replaceChildren();
+    const total = el("li", null, "tile");
+    total.append(el("strong", summary.total), el("span", "links"));
+    tiles.appendChild(total);
+    Object.entries(summary.byOutcome).forEach(([outcome, count]) => {
+      const tile = el("li", null, `tile outcome-${outcome}`);
+      tile.dataset.outcome = outcome;
+      tile.append(el("strong", count), el("span", outcome));
+      tiles.appendChild(tile);
+    });
+    const body = $("needs-action").tBodies[0];
+    body.replaceChildren();
+    needing.items.forEach((link) => {
+      const sentence = link.remediation || link.reason || "";
+      body.appendChild(row([customerButton(link), outcomeBadge(link.outcome), sentence, copyButton(sentence)]));
+    });
+    if (!needing.items.length) {
+      body.appendChild(row(["No customer needs action.", "", "", ""]));
+    }
+    labelCells($("needs-action"));
+    await loadLinks(false);
+  }
+
+  function linkQuery() {
+    const query = new URLSearchParams({ top: "25" });
+    const tenant = $("tenant").value.trim();
+    const outcome = $("outcome").value;
+    if (tenant) {
+      query.set("tenant", tenant);
+    }
+    if (outcome) {
+      query.set("outcome", outcome);
+    }
+    return query;
+  }
+
+  async function loadLinks(more) {
+    const query = linkQuery();
+    if (more && nextToken) {
+      query.set("continuationToken", nextToken);
+    }
+    const page = await api(`links?${query}`);
+    const body = $("links").tBodies[0];
+    if (!more) {
+      body.replaceChildren();
+    }
+    page.items.forEach((link) => {
+      body.appendChild(row([
+        customerButton(link),
+        `${link.identityType || ""} ${link.clientId || ""}`.trim(),
+        outcomeBadge(link.outcome),
+        when(link.lastCheckedAt),
+      ]));
+    });
+    if (!more && !page.items.length) {
+      body.appendChild(row(["No link matches.", "", "", ""]));
+    }
+    labelCells($("links"));
+    nextToken = page.continuationToken || null;
+    $("next-page").hidden = !nextToken;
+  }
+
+  // ---- one customer ----------------------------------------------------------------------------
+
+  async function openCustomer(tenant) {
+    currentTenant = tenant;
+    if (window.location.hash !== `#customer=${tenant}`) {
+      window.history.pushState(null, "", `#customer=${tenant}`);
+    }
+    setStatus("Loading the customer...");
+    $("action-result").textContent = "";
+    try {
+      const customer = await api(`customers/${encodeURIComponent(tenant)}`);
+      renderCustomer(customer);
+      $("fleet").hidden = true;
+      $("customer").hidden = false;
+      setStatus("");
+      $("customer-title").focus();
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  function renderCustomer(customer) {
+    const name = (customer.links.find((link) => link.customerName) || {}).customerName;
+    $("customer-title").textContent = name ? `${name} (${customer.customerTenantId})` : customer.customerTenantId;
+    $("customer-title").tabIndex = -1;
+    const links = $("customer-links").tBodies[0];
+    links.replaceChildren();
+    customer.links.forEach((link) => {
+      links.appendChild(row([
+        link.clientId, link.identityType, outcomeBadge(link.outcome), link.linkedPartnerId || link.partnerId,
+        link.earning || "", link.remediation || link.earningRemediation || "",
+      ]));
+    });
+    const history = $("history").tBodies[0];
+    history.replaceChildren();
+    customer.history.forEach((event) => {
+      history.appendChild(row([when(event.time), event.source, outcomeBadge(event.outcome), event.actor || "", event.reason]));
+    });
+    labelCells($("customer-links"));
+    labelCells($("history"));
+    const coverage = $("coverage");
+    coverage.replaceChildren();
+    ((customer.coverage && customer.coverage.identities) || []).forEach((identity) => {
+      const item = el("li", null);
+      const gaps = (identity.gaps || []).map((gap) => `${when(gap.from)} to ${when(gap.to)}: ${gap.reason}`);
+      const throughout = identity.linkedThroughout ? "linked throughout" : `gaps: ${gaps.join("; ") || "none"}`;
+      item.textContent = `${identity.clientId}: ${throughout}`;
+      coverage.appendChild(item);
+    });
+    const canAct = Boolean(me && me.canAct);
+    $("relink").hidden = !canAct;
+    $("relink").disabled = !canAct;
+    $("relink-note").hidden = canAct;
+  }
+
+  function confirmRelink() {
+    const dialog = $("confirm");
+    $("confirm-text").textContent =
+      `The recorded identity of ${currentTenant} is linked to our partner ID now, as you, and recorded in its history.`;
+    dialog.returnValue = "";
+    dialog.showModal();
+  }
+
+  async function relinkConfirmed() {
+    const tenant = currentTenant;
+    $("relink").disabled = true;
+    $("action-result").textContent = "Relinking...";
+    let result;
+    try {
+      const answer = await api(`customers/${encodeURIComponent(tenant)}/relink`, { method: "POST" });
+      result = `Relinked: ${answer.outcome}${answer.reason ? ` (${answer.reason})` : ""}`;
+    } catch (error) {
+      result = `Relink refused: ${error.message}`;
+    }
+    await openCustomer(tenant); // the history now shows the relink; then the result is announced
+    $("action-result").textContent = result;
+    $("relink").disabled = !(me && me.canAct);
+  }
+
+  function backToFleet() {
+    currentTenant = null;
+    if (window.location.hash) {
+      window.history.pushState(null, "", redirectUri());
+    }
+    $("customer").hidden = true;
+    $("fleet").hidden = false;
+  }
+
+  // ---- start -----------------------------------------------------------------------------------
+
+  async function start() {
+    OUTCOMES.forEach((outcome) => $("outcome").appendChild(el("option", outcome)));
+    $("sign-in").addEventListener("click", () => { signIn().catch(fail); });
+    $("sign-out").addEventListener("click", signOut);
+    $("back").addEventListener("click", backToFleet);
+    $("relink").addEventListener("click", confirmRelink);
+    $("confirm").addEventListener("close", () => {
+      if ($("confirm").returnValue === "confirm") {
+        relinkConfirmed();
+      } else {
+        $("relink").focus();
+      }
+    });
+    $("next-page").addEventListener("click", () => { loadLinks(true).catch(fail); });
+    $("search").addEventListener("submit", (event) => {
+      event.preventDefault();
+      loadLinks(false).catch(fail);
+    });
+    window.addEventListener("popstate", () => {
+      const match = /^#customer=([0-9a-fA-F-]{36})$/.exec(window.location.hash);
+      if (match) {
+        openCustomer(match[1]);
+      } else {
+        backToFleet();
+      }
+    });
+
+    const params = new URLSearchParams(window.location.search);
+    try {
+      if (params.get("error")) {
+        window.history.replaceState(null, "", redirectUri());
+        throw new Error(`sign-in failed: ${params.get("error_description") || params.get("error")}`);
+      }
+      if (params.get("code")) {
+        setStatus("Signing in...");
+        await redeem(params);
+      }
+    } catch (error) {
+      showSignedOut(error.message);
+      return;
+    }
+    if (!accessToken()) {
+      showSignedOut();
+      return;
+    }
+    try {
+      me = await api("me");
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 403) {
+        showSignedOut(`Signed in, but not allowed: ${error.message}`);
+        $("sign-out").hidden = false;
+        return;
+      }
+      fail(error);
+      return;
+    }
+    $("who").textContent = `${me.name} (${me.canAct ? "operator" : "reader"})`;
+    $("who").dataset.role = me.canAct ? "operator" : "reader";
+    $("sign-in").hidden = true;
+    $("sign-out").hidden = false;
+    $("fleet").hidden = false;
+    setStatus("Loading the fleet...");
+    try {
+      await loadFleet();
+      setStatus("");
+      document.body.dataset.ready = "fleet";
+      const match = /^#customer=([0-9a-fA-F-]{36})$/.exec(window.location.hash);
+      if (match) {
+        await openCustomer(match[1]);
+      }
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => { start(); });
+}());
