@@ -15,11 +15,11 @@ from palctl import checks
 from palctl.api import api_target
 from palctl.configuration import Configuration
 from palctl.errors import ExitCode, UsageError
-from palctl.options import finish
+from palctl.options import Output, Tenant, finish, handles_errors, session
 from palctl.output import OutputFormat, Report, render
 from palctl.terminal import Session
 from palctl.user_links import Verb, act, ledger_state, partner_ids, record, record_body
-from palctl.user_sign_in import SignedInUser, sign_in
+from palctl.user_sign_in import PUBLIC_CLIENT_ID, SignedInUser, sign_in
 
 PartnerId = Annotated[
     str | None,
@@ -73,6 +73,30 @@ class UserShowRow:
     ledger_outcome: str | None
     ledger_partner_id: str | None
     ledger_checked_at: str | None
+
+
+def add_command(app: typer.Typer, verb: Verb, name: str, summary: str, epilog: str) -> None:
+    """`verb` as a command of `app`: the user-account commands' options, and `run`."""
+
+    @app.command(name, help=summary, epilog=epilog)
+    @handles_errors
+    def command(
+        ctx: typer.Context,
+        tenant: Tenant,
+        partner_id: PartnerId = None,
+        public_client_id: PublicClientId = PUBLIC_CLIENT_ID,
+        api_url: ApiUrl = None,
+        output: Output = OutputFormat.TABLE,
+    ) -> None:
+        run(
+            session(ctx),
+            verb,
+            tenant,
+            partner_id=partner_id,
+            public_client_id=public_client_id,
+            api_url=api_url,
+            output=output,
+        )
 
 
 def run(

@@ -10,41 +10,17 @@ partner ID that is not ours (kept), 1 when the sign-in or a call failed, 2 for b
 
 from __future__ import annotations
 
-import typer
-
-from palctl.options import TENANT_EXAMPLE, Output, Tenant, command_app, examples, handles_errors, session
-from palctl.output import OutputFormat
+from palctl.options import TENANT_EXAMPLE, command_app, examples
 from palctl.user_links import Verb
-from palctl.user_run import ApiUrl, PartnerId, PublicClientId, run
-from palctl.user_sign_in import PUBLIC_CLIENT_ID
+from palctl.user_run import add_command
 
 app = command_app("link-user")
 EPILOG = examples(
     f"palctl link-user --tenant {TENANT_EXAMPLE}",
     f"palctl link-user --tenant {TENANT_EXAMPLE} --partner-id 1234567 -o json",
 )
+SUMMARY = """Sign in as a user account and link it (recorded).
 
+Device-code sign-in; the outcome is recorded in the ledger as identity type `user`."""
 
-@app.command(epilog=EPILOG)
-@handles_errors
-def link_user(
-    ctx: typer.Context,
-    tenant: Tenant,
-    partner_id: PartnerId = None,
-    public_client_id: PublicClientId = PUBLIC_CLIENT_ID,
-    api_url: ApiUrl = None,
-    output: Output = OutputFormat.TABLE,
-) -> None:
-    """Sign in as a user account and link it (recorded).
-
-    Device-code sign-in; the outcome is recorded in the ledger as identity type `user`.
-    """
-    run(
-        session(ctx),
-        Verb.LINK,
-        tenant,
-        partner_id=partner_id,
-        public_client_id=public_client_id,
-        api_url=api_url,
-        output=output,
-    )
+add_command(app, Verb.LINK, "link-user", SUMMARY, EPILOG)

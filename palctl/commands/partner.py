@@ -10,13 +10,9 @@ stops its manual checks. Each change is recorded in the ledger as identity type 
 
 from __future__ import annotations
 
-import typer
-
-from palctl.options import TENANT_EXAMPLE, Output, Tenant, command_app, examples, handles_errors, session
-from palctl.output import OutputFormat
+from palctl.options import TENANT_EXAMPLE, command_app, examples
 from palctl.user_links import Verb
-from palctl.user_run import ApiUrl, PartnerId, PublicClientId, run
-from palctl.user_sign_in import PUBLIC_CLIENT_ID
+from palctl.user_run import add_command
 
 app = command_app("partner", no_args_is_help=True)
 
@@ -26,35 +22,12 @@ def partner() -> None:
     """az managementpartner's verbs for one account signed in interactively, the ledger kept in step."""
 
 
-def _verb(verb: Verb, summary: str) -> None:
-    """One verb as a command: the same options, the same run."""
-
-    @app.command(
-        verb.value,
-        help=summary,
-        epilog=examples(f"palctl partner {verb.value} --tenant {TENANT_EXAMPLE}"),
+for verb, summary in [
+    (Verb.SHOW, "Show the account's link in Azure beside the ledger (nothing is written)."),
+    (Verb.CREATE, "Link our partner ID for the account (when it has no link); recorded."),
+    (Verb.UPDATE, "Move the account's existing link to our partner ID; recorded."),
+    (Verb.DELETE, "Remove the account's link to our partner ID and stop its checks; recorded."),
+]:
+    add_command(
+        app, verb, verb.value, summary, examples(f"palctl partner {verb.value} --tenant {TENANT_EXAMPLE}")
     )
-    @handles_errors
-    def command(
-        ctx: typer.Context,
-        tenant: Tenant,
-        partner_id: PartnerId = None,
-        public_client_id: PublicClientId = PUBLIC_CLIENT_ID,
-        api_url: ApiUrl = None,
-        output: Output = OutputFormat.TABLE,
-    ) -> None:
-        run(
-            session(ctx),
-            verb,
-            tenant,
-            partner_id=partner_id,
-            public_client_id=public_client_id,
-            api_url=api_url,
-            output=output,
-        )
-
-
-_verb(Verb.SHOW, "Show the account's link in Azure beside the ledger (nothing is written).")
-_verb(Verb.CREATE, "Link our partner ID for the account (when it has no link); recorded.")
-_verb(Verb.UPDATE, "Move the account's existing link to our partner ID; recorded.")
-_verb(Verb.DELETE, "Remove the account's link to our partner ID and stop its checks; recorded.")
