@@ -1,6 +1,7 @@
 // The PAL Autopilot dashboard: sign-in with Entra ID (OAuth 2.0 authorization code flow with PKCE,
 // RFC 7636, against the authority's own endpoints; no library), then the fleet, one customer and
-// the relink action, read from /api/dashboard/data/. No framework, no build step; every value from
+// the operator's actions (relink, audit now, offboard), read from /api/dashboard/data/. Charts are
+// inline SVG built here from the JSON. No framework, no build step; every value from
 // the API is put in the page as text (textContent), never as HTML.
 "use strict";
 
@@ -22,6 +23,41 @@
   let me = null;
   let nextToken = null;
   let currentTenant = null;
+  let pendingAction = null;
+  let findingsSkip = 0;
+  let searchTimer = null;
+  let searchAbort = null;
+  const SVG = "http://www.w3.org/2000/svg";
+  const GUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+  const GROUPS = [
+    ["linked", ["linked", "already-linked", "verified", "healed", "updated", "reclaimed", "kept-other-partner"]],
+    ["needs action", ["needs-customer-action", "needs-partner-action", "partner-credential-broken", "invalid-partner-id"]],
+    ["failing", ["failed", "transient", "rejected", "foreign-partner"]],
+    ["unlinked", ["unlinked", "retired"]],
+  ];
+  const ACTIONS = {
+    relink: {
+      title: "Relink this customer now?",
+      ok: "Relink",
+      text: (t) => `The recorded identity of ${t} is linked to our partner ID now, as you, and recorded in its history.`,
+      path: "relink",
+      done: (a) => `Relinked: ${a.outcome}${a.reason ? ` (${a.reason})` : ""}`,
+    },
+    audit: {
+      title: "Audit this customer's attribution now?",
+      ok: "Audit now",
+      text: (t) => `An attribution audit of ${t} is queued now; your name is recorded in its history. The findings appear when it ends.`,
+      path: "audit",
+      done: (a) => `Audit queued: ${a.runId}`,
+    },
+    offboard: {
+      title: "Offboard this customer?",
+      ok: "Offboard",
+      text: (t) => `The partner link of ${t} is removed now and no longer checked each night, as you, and recorded in its history. Relinking it later needs its identity again.`,
+      path: "offboard",
+      done: (a) => `Offboarded: ${a.outcome}${a.reason ? ` (${a.reason})` : ""}`,
+    },
+  };
 
   // ---- sign-in: authorization code with PKCE ---------------------------------------------------
 
@@ -132,6 +168,7 @@
     }
     const response = await fetch(`${DATA}/${path}`, {
       ...options,
+      signal: options.signal,
       headers: { Authorization: `Bearer ${token}`, Accept: "application/json" },
       credentials: "omit",
     });
@@ -239,10 +276,15 @@
   // ---- the fleet -------------------------------------------------------------------------------
 
   async function loadFleet() {
-    const [summary, needing] = await Promise.all([
+    const [summary, needing, trends, attribution] = await Promise.all([
       api("summary"),
       api("links?outcome=needs-customer-action&top=50"),
+      api("trends"),
+      api("attribution"),
     ]);
+    renderTrend(trends);
+    renderChanges(trends);
+    renderAttributionFleet(attribution);
     const tiles = $("outcomes");
     tiles.replaceChildren();
     const total = el("li", null, "tile");
@@ -269,10 +311,12 @@
 
   function linkQuery() {
     const query = new URLSearchParams({ top: "25" });
-    const tenant = $("tenant").value.trim();
+    const text = $("tenant").value.trim();
     const outcome = $("outcome").value;
-    if (tenant) {
-      query.set("tenant", tenant);
+    if (GUID.test(text)) {
+      query.set("tenant", text);
+    } else if (text) {
+      query.set("name", text);
     }
     if (outcome) {
       query.set("outcome", outcome);
@@ -285,7 +329,19 @@
     if (more && nextToken) {
       query.set("continuationToken", nextToken);
     }
-    const page = await api(`links?${query}`);
+    if (searchAbort) {
+      searchAbort.abort(); // only the newest search's answer is shown
+    }
+    searchAbort = new AbortController();
+    let page;
+    try {
+      page = await api(`links?${query}`, { signal: searchAbort.signal });
+    } catch (error) {
+      if (error.name === "AbortError") {
+        return;
+      }
+      throw error;
+    }
     const body = $("links").tBodies[0];
     if (!more) {
       body.replaceChildren();
@@ -293,7 +349,7 @@
     page.items.forEach((link) => {
       body.appendChild(row([
         customerButton(link),
-        `${link.identityType || ""} ${link.clientId || ""}`.trim(),
+        identityText(link),
         outcomeBadge(link.outcome),
         when(link.lastCheckedAt),
       ]));
@@ -318,6 +374,7 @@
     try {
       const customer = await api(`customers/${encodeURIComponent(tenant)}`);
       renderCustomer(customer);
+      await loadAttribution(tenant, false);
       $("fleet").hidden = true;
       $("customer").hidden = false;
       setStatus("");
@@ -335,13 +392,15 @@
     links.replaceChildren();
     customer.links.forEach((link) => {
       links.appendChild(row([
-        link.clientId, link.identityType, outcomeBadge(link.outcome), link.linkedPartnerId || link.partnerId,
+        identityText(link, true), link.identityType, outcomeBadge(link.outcome), link.linkedPartnerId || link.partnerId,
         link.earning || "", link.remediation || link.earningRemediation || "",
       ]));
     });
     const history = $("history").tBodies[0];
     history.replaceChildren();
-    customer.history.forEach((event) => {
+    const events = customer.history.concat(customer.actions || []);
+    events.sort((a, b) => (String(b.time) > String(a.time) ? 1 : String(b.time) < String(a.time) ? -1 : 0));
+    events.forEach((event) => {
       history.appendChild(row([when(event.time), event.source, outcomeBadge(event.outcome), event.actor || "", event.reason]));
     });
     labelCells($("customer-links"));
@@ -356,33 +415,244 @@
       coverage.appendChild(item);
     });
     const canAct = Boolean(me && me.canAct);
-    $("relink").hidden = !canAct;
-    $("relink").disabled = !canAct;
+    Object.keys(ACTIONS).forEach((name) => {
+      $(name).hidden = !canAct;
+      $(name).disabled = !canAct;
+    });
     $("relink-note").hidden = canAct;
+    $("live").hidden = true;
+    $("live").tBodies[0].replaceChildren();
   }
 
-  function confirmRelink() {
+  function confirmAction(name) {
+    const action = ACTIONS[name];
+    pendingAction = name;
+    $("confirm-title").textContent = action.title;
+    $("confirm-ok").textContent = action.ok;
+    $("confirm-ok").className = name === "offboard" ? "danger" : "act";
+    $("confirm-text").textContent = action.text(currentTenant);
     const dialog = $("confirm");
-    $("confirm-text").textContent =
-      `The recorded identity of ${currentTenant} is linked to our partner ID now, as you, and recorded in its history.`;
     dialog.returnValue = "";
     dialog.showModal();
   }
 
-  async function relinkConfirmed() {
+  async function actionConfirmed(name) {
+    const action = ACTIONS[name];
     const tenant = currentTenant;
-    $("relink").disabled = true;
-    $("action-result").textContent = "Relinking...";
+    $(name).disabled = true;
+    $("action-result").textContent = `${action.ok}...`;
     let result;
     try {
-      const answer = await api(`customers/${encodeURIComponent(tenant)}/relink`, { method: "POST" });
-      result = `Relinked: ${answer.outcome}${answer.reason ? ` (${answer.reason})` : ""}`;
+      const answer = await api(`customers/${encodeURIComponent(tenant)}/${action.path}`, { method: "POST" });
+      result = action.done(answer);
     } catch (error) {
-      result = `Relink refused: ${error.message}`;
+      result = `${action.ok} refused: ${error.message}`;
     }
-    await openCustomer(tenant); // the history now shows the relink; then the result is announced
+    await openCustomer(tenant); // the history now shows the action; then the result is announced
     $("action-result").textContent = result;
-    $("relink").disabled = !(me && me.canAct);
+    $(name).focus();
+  }
+
+  // ---- one customer: live state and attribution ------------------------------------------------
+
+  function identityText(link, long) {
+    if (link.identityType === "user") {
+      return link.userPrincipalName || link.objectId || link.clientId || "";
+    }
+    return long ? link.clientId : `${link.identityType || ""} ${link.clientId || ""}`.trim();
+  }
+
+  async function readLive() {
+    const tenant = currentTenant;
+    const button = $("read-live");
+    button.disabled = true;
+    $("action-result").textContent = "Reading Azure...";
+    try {
+      const live = await api(`customers/${encodeURIComponent(tenant)}/live`);
+      const body = $("live").tBodies[0];
+      body.replaceChildren();
+      live.identities.forEach((identity) => {
+        const azure = identity.azure.error
+          ? `not read: ${identity.azure.error.reason}`
+          : identity.azure.linked ? `linked to ${identity.azure.partnerId}` : "no link";
+        const ledger = identity.ledger.linkedPartnerId
+          ? `${identity.ledger.outcome}, ${identity.ledger.linkedPartnerId}` : identity.ledger.outcome;
+        const step = identity.inStep ? el("span", "in step", "badge outcome-linked")
+          : el("span", identity.difference || "differs", "badge outcome-failed");
+        body.appendChild(row([identity.clientId, ledger, azure, step]));
+      });
+      labelCells($("live"));
+      $("live").hidden = false;
+      $("action-result").textContent = `Azure read at ${when(live.readAt)}.`;
+    } catch (error) {
+      $("action-result").textContent = `Azure could not be read: ${error.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function percent(value) {
+    return value === null || value === undefined ? "unknown" : `${Math.round(value * 1000) / 10}%`;
+  }
+
+  async function loadAttribution(tenant, more) {
+    findingsSkip = more ? findingsSkip : 0;
+    const answer = await api(`customers/${encodeURIComponent(tenant)}/attribution?top=50&skip=${findingsSkip}`);
+    const body = $("findings").tBodies[0];
+    const tiles = $("customer-coverage");
+    if (!more) {
+      body.replaceChildren();
+      tiles.replaceChildren();
+    }
+    if (!answer.audited) {
+      $("attribution-run").textContent = "No attribution audit is recorded for this customer yet.";
+      $("more-findings").hidden = true;
+      return;
+    }
+    const run = answer.run;
+    $("attribution-run").textContent =
+      `Audit ${run.runId}${run.endedAt ? `, ended ${when(run.endedAt)}` : ", still running"}: coverage ${percent(run.coverage)}.`;
+    if (!more) {
+      Object.entries(run.counts || {}).forEach(([product, statuses]) => {
+        const tile = el("li", null, "tile");
+        tile.dataset.product = product;
+        const attributed = statuses.attributed || 0;
+        const missing = statuses["not-attributed"] || 0;
+        const unknown = Object.entries(statuses)
+          .filter(([status]) => status !== "attributed" && status !== "not-attributed")
+          .reduce((sum, [, n]) => sum + n, 0);
+        tile.append(el("strong", `${attributed} / ${missing} / ${unknown}`), el("span", product));
+        tiles.appendChild(tile);
+      });
+    }
+    answer.findings.forEach((finding) => {
+      body.appendChild(row([
+        finding.product, finding.name || finding.resourceId, el("span", finding.status, `badge status-${finding.status}`),
+        (finding.attributedTo || []).join(", "), finding.remedy || "",
+      ]));
+    });
+    if (!more && !answer.findings.length) {
+      body.appendChild(row(["No finding.", "", "", "", ""]));
+    }
+    labelCells($("findings"));
+    findingsSkip += answer.findings.length;
+    $("more-findings").hidden = findingsSkip >= answer.total;
+  }
+
+  // ---- the fleet's trend, changes and attribution ------------------------------------------------
+
+  function svg(tag, attributes, text) {
+    const node = document.createElementNS(SVG, tag);
+    Object.entries(attributes).forEach(([name, value]) => node.setAttribute(name, String(value)));
+    if (text !== undefined) {
+      node.textContent = text;
+    }
+    return node;
+  }
+
+  function groupCounts(counts) {
+    return GROUPS.map(([, kinds]) => kinds.reduce((sum, kind) => sum + (counts[kind] || 0), 0));
+  }
+
+  function renderTrend(trends) {
+    const chart = $("trend");
+    chart.replaceChildren();
+    const legend = $("trend-legend");
+    legend.replaceChildren();
+    const runs = trends.runs || [];
+    if (!runs.length) {
+      $("trend-text").textContent = "No nightly run is recorded yet.";
+      chart.hidden = true;
+      return;
+    }
+    chart.hidden = false;
+    const width = 600;
+    const height = 180;
+    const top = Math.max(1, ...runs.map((run) => groupCounts(run.counts).reduce((a, b) => a + b, 0)));
+    const slot = width / runs.length;
+    const barWidth = Math.max(2, Math.min(40, slot * 0.7));
+    runs.forEach((run, index) => {
+      let y = height;
+      const parts = groupCounts(run.counts);
+      const bar = svg("g", { class: "run", "data-run": run.runId });
+      bar.appendChild(svg("title", {}, `${run.runId}: ${GROUPS.map(([name], i) => `${name} ${parts[i]}`).join(", ")}`));
+      parts.forEach((count, group) => {
+        if (!count) {
+          return;
+        }
+        const h = (count / top) * (height - 10);
+        y -= h;
+        bar.appendChild(svg("rect", {
+          x: index * slot + (slot - barWidth) / 2, y, width: barWidth, height: h, class: `group-${group}`,
+        }));
+      });
+      chart.appendChild(bar);
+    });
+    const last = runs[runs.length - 1];
+    const lastParts = groupCounts(last.counts);
+    $("trend-text").textContent =
+      `${runs.length} nightly run(s), ${runs[0].runId} to ${last.runId}; the latest: ` +
+      GROUPS.map(([name], i) => `${name} ${lastParts[i]}`).join(", ") + ".";
+    GROUPS.forEach(([name], group) => {
+      const item = el("li", null);
+      item.append(el("span", null, `swatch group-${group}`), document.createTextNode(name));
+      legend.appendChild(item);
+    });
+  }
+
+  function renderChanges(trends) {
+    const deltas = $("differences");
+    deltas.replaceChildren();
+    const entries = Object.entries(trends.differences || {});
+    if (!trends.latestRunId) {
+      deltas.appendChild(el("li", "No finished nightly run yet.", "tile"));
+    } else if (!entries.length) {
+      deltas.appendChild(el("li", `No count moved in ${trends.latestRunId}.`, "tile"));
+    }
+    entries.forEach(([outcome, delta]) => {
+      const tile = el("li", null, `tile outcome-${outcome}`);
+      tile.dataset.outcome = outcome;
+      tile.append(el("strong", delta > 0 ? `+${delta}` : String(delta)), el("span", outcome));
+      deltas.appendChild(tile);
+    });
+    const body = $("changed").tBodies[0];
+    body.replaceChildren();
+    (trends.changed || []).forEach((change) => {
+      body.appendChild(row([
+        customerButton(change), change.previousOutcome ? outcomeBadge(change.previousOutcome) : "",
+        outcomeBadge(change.outcome), change.reason || "",
+      ]));
+    });
+    if (trends.moreChanged) {
+      body.appendChild(row(["More customers changed than shown here: search by outcome below.", "", "", ""]));
+    }
+    if (trends.latestRunId && !(trends.changed || []).length) {
+      body.appendChild(row(["No customer changed in the latest run.", "", "", ""]));
+    }
+    labelCells($("changed"));
+  }
+
+  function renderAttributionFleet(fleet) {
+    const body = $("attribution-fleet").tBodies[0];
+    body.replaceChildren();
+    fleet.customers.forEach((customer) => {
+      const products = Object.entries(customer.byProduct).map(([product, n]) =>
+        `${product} ${n.attributed}/${n.notAttributed}/${n.unknown}`).join("; ");
+      const tr = row([
+        customerButton(customer), percent(customer.coverage),
+        customer.dropped ? `dropped from ${percent(customer.previousCoverage)}` : percent(customer.previousCoverage),
+        products,
+      ]);
+      if (customer.dropped) {
+        tr.className = "dropped";
+      }
+      body.appendChild(tr);
+    });
+    if (!fleet.customers.length) {
+      body.appendChild(row(["No customer is audited yet.", "", "", ""]));
+    }
+    $("attribution-hint").dataset.dropped = String(fleet.dropped);
+    labelCells($("attribution-fleet"));
   }
 
   function backToFleet() {
@@ -401,17 +671,27 @@
     $("sign-in").addEventListener("click", () => { signIn().catch(fail); });
     $("sign-out").addEventListener("click", signOut);
     $("back").addEventListener("click", backToFleet);
-    $("relink").addEventListener("click", confirmRelink);
+    Object.keys(ACTIONS).forEach((name) => $(name).addEventListener("click", () => confirmAction(name)));
     $("confirm").addEventListener("close", () => {
+      const name = pendingAction;
+      pendingAction = null;
       if ($("confirm").returnValue === "confirm") {
-        relinkConfirmed();
+        actionConfirmed(name);
       } else {
-        $("relink").focus();
+        $(name).focus();
       }
+    });
+    $("read-live").addEventListener("click", () => { readLive(); });
+    $("more-findings").addEventListener("click", () => { loadAttribution(currentTenant, true).catch(fail); });
+    $("tenant").addEventListener("input", () => {
+      // Search as one types, but at most one request per pause (debounced), the older one aborted.
+      window.clearTimeout(searchTimer);
+      searchTimer = window.setTimeout(() => { loadLinks(false).catch(fail); }, 350);
     });
     $("next-page").addEventListener("click", () => { loadLinks(true).catch(fail); });
     $("search").addEventListener("submit", (event) => {
       event.preventDefault();
+      window.clearTimeout(searchTimer);
       loadLinks(false).catch(fail);
     });
     window.addEventListener("popstate", () => {

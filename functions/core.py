@@ -7,6 +7,7 @@ stays cheap. The adapters import only this module, `azure.functions` and `shared
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 import azure.functions as func
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
     from shared.attribution.api import AttributionApi
     from shared.attribution.audit import AttributionAudit
     from shared.delivery.api import DeliveryApi
+    from shared.delivery.blobs import DeliveryBlobs
     from shared.delivery.service import DeliveryService
+    from shared.delivery.settings import DeliverySettings
     from shared.links.api import LinksApi
     from shared.links.coverage_api import CoverageApi
     from shared.links.evidence import EvidenceApi
@@ -111,23 +114,29 @@ async def attribution_api() -> AttributionApi:
     return AttributionApi(link_service.ledger, ledger, link_service.sender, link_service.settings)
 
 
-_delivery_parts: dict[str, object] = {}
+_delivery_parts: weakref.WeakKeyDictionary[LinkService, tuple[DeliverySettings, DeliveryBlobs | None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-async def _delivery_blobs() -> tuple[object, object]:
-    """The delivery's settings and its Blob Storage container (None when not configured), built once."""
+async def _delivery_blobs() -> tuple[DeliverySettings, DeliveryBlobs | None]:
+    """The delivery's settings and its Blob Storage container (None when not configured), built once
+    per link service and closed with it."""
     import os
 
     from shared.delivery.blobs import DeliveryBlobs
     from shared.delivery.settings import DeliverySettings
 
-    if "settings" not in _delivery_parts:
-        link_service = await service()
+    link_service = await service()
+    parts = _delivery_parts.get(link_service)
+    if parts is None:
         settings = DeliverySettings.from_env(os.environ)
         credential = link_service.credentials.host_credential if link_service.credentials else None
-        _delivery_parts["settings"] = settings
-        _delivery_parts["blobs"] = DeliveryBlobs(settings, credential) if settings.configured else None
-    return _delivery_parts["settings"], _delivery_parts["blobs"]
+        blobs = DeliveryBlobs(settings, credential) if settings.configured else None
+        if blobs is not None:
+            link_service.closes(blobs.close)
+        parts = _delivery_parts[link_service] = (settings, blobs)
+    return parts
 
 
 async def delivery_service() -> DeliveryService:
@@ -142,12 +151,12 @@ async def delivery_service() -> DeliveryService:
     return DeliveryService(
         links=link_service.ledger,
         ledger=DeliveryLedger(link_service.ledger.table),
-        blobs=blobs,  # type: ignore[arg-type]
+        blobs=blobs,
         audit=await attribution_audit(),
         credentials=link_service.credentials,
         sender=link_service.sender,
         settings=link_service.settings,
-        delivery=settings,  # type: ignore[arg-type]
+        delivery=settings,
         transport=link_service.transport,
     )
 
@@ -161,9 +170,9 @@ async def delivery_api() -> DeliveryApi:
     return DeliveryApi(
         link_service.ledger,
         DeliveryLedger(link_service.ledger.table),
-        blobs,  # type: ignore[arg-type]
+        blobs,
         link_service.sender,
-        settings,  # type: ignore[arg-type]
+        settings,
     )
 
 
@@ -237,4 +246,18 @@ async def repair_api() -> RepairApi:
             link_service.settings,
             link_service.transport,
         )
+    )
+
+
+async def dashboard_full_api() -> DashboardApi | str:
+    """The dashboard's data with the live view and the attribution audit (shared.dashboard), or why
+    its settings are missing or wrong."""
+    from shared.attribution.store import AttributionLedger
+
+    api = await dashboard_api()
+    if isinstance(api, str):
+        return api
+    link_service = await service()
+    return api.extended(
+        await live_api(), await attribution_api(), AttributionLedger(link_service.ledger.table)
     )

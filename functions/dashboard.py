@@ -6,13 +6,20 @@ the caller's Entra ID access token itself (shared.dashboard), the page and its f
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
 from shared.spine.problem import ApiResponse, method_not_allowed, problem
 
 from .answers import ALL_METHODS as _ALL_METHODS
 from .answers import reply as _reply
-from .core import dashboard_api, dashboard_page
+from .core import dashboard_full_api as dashboard_api
+from .core import dashboard_page
+
+if TYPE_CHECKING:
+    from shared.dashboard.api import DashboardApi
 
 bp = func.Blueprint()
 _ANONYMOUS = func.AuthLevel.ANONYMOUS
@@ -56,24 +63,33 @@ async def dashboard_static(req: func.HttpRequest) -> func.HttpResponse:
     return _page_reply(req.route_params["name"])
 
 
+_Call = Callable[["DashboardApi", str | None, func.HttpRequest], Awaitable[ApiResponse]]
+_CALLS: dict[str, _Call] = {
+    "me": lambda api, auth, req: api.me(auth),
+    "summary": lambda api, auth, req: api.summary(auth),
+    "trends": lambda api, auth, req: api.trends(auth),
+    "attribution-fleet": lambda api, auth, req: api.attribution_coverage(auth),
+    "links": lambda api, auth, req: api.links(auth, dict(req.params)),
+    "customer": lambda api, auth, req: api.customer(auth, req.route_params["customerTenantId"]),
+    "live": lambda api, auth, req: api.live(auth, req.route_params["customerTenantId"]),
+    "attribution": lambda api, auth, req: api.attribution(
+        auth, req.route_params["customerTenantId"], dict(req.params)
+    ),
+    "audit": lambda api, auth, req: api.audit(auth, req.route_params["customerTenantId"]),
+    "offboard": lambda api, auth, req: api.offboard(
+        auth, req.route_params["customerTenantId"], req.get_body()
+    ),
+    "relink": lambda api, auth, req: api.relink(auth, req.route_params["customerTenantId"], req.get_body()),
+}
+
+
 async def _answer(req: func.HttpRequest, method: str, what: str) -> func.HttpResponse:
     if req.method != method:
         return _reply(method_not_allowed(req.method, [method]))
     api = await dashboard_api()
     if isinstance(api, str):
         return _not_configured(api)
-    auth, params = _authorization(req), req.route_params
-    answer: ApiResponse
-    if what == "me":
-        answer = await api.me(auth)
-    elif what == "summary":
-        answer = await api.summary(auth)
-    elif what == "links":
-        answer = await api.links(auth, dict(req.params))
-    elif what == "customer":
-        answer = await api.customer(auth, params["customerTenantId"])
-    else:
-        answer = await api.relink(auth, params["customerTenantId"], req.get_body())
+    answer = await _CALLS[what](api, _authorization(req), req)
     answer.headers.setdefault("Cache-Control", "no-store")
     return _reply(answer)
 
@@ -113,3 +129,55 @@ async def dashboard_customer(req: func.HttpRequest) -> func.HttpResponse:
 async def dashboard_relink(req: func.HttpRequest) -> func.HttpResponse:
     """POST /api/dashboard/data/customers/{customerTenantId}/relink: relink now (operators only)."""
     return await _answer(req, "POST", "relink")
+
+
+@bp.function_name("dashboard_trends")
+@bp.route(route="dashboard/data/trends", methods=_ALL_METHODS, auth_level=_ANONYMOUS)
+async def dashboard_trends(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/dashboard/data/trends: links by outcome over the nightly runs, and what changed."""
+    return await _answer(req, "GET", "trends")
+
+
+@bp.function_name("dashboard_attribution_fleet")
+@bp.route(route="dashboard/data/attribution", methods=_ALL_METHODS, auth_level=_ANONYMOUS)
+async def dashboard_attribution_fleet(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/dashboard/data/attribution: attribution coverage per customer, drops first."""
+    return await _answer(req, "GET", "attribution-fleet")
+
+
+@bp.function_name("dashboard_live")
+@bp.route(
+    route="dashboard/data/customers/{customerTenantId}/live", methods=_ALL_METHODS, auth_level=_ANONYMOUS
+)
+async def dashboard_live(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/dashboard/data/customers/{customerTenantId}/live: the links read from Azure now."""
+    return await _answer(req, "GET", "live")
+
+
+@bp.function_name("dashboard_attribution")
+@bp.route(
+    route="dashboard/data/customers/{customerTenantId}/attribution",
+    methods=_ALL_METHODS,
+    auth_level=_ANONYMOUS,
+)
+async def dashboard_attribution(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/dashboard/data/customers/{customerTenantId}/attribution: the latest audit's findings."""
+    return await _answer(req, "GET", "attribution")
+
+
+@bp.function_name("dashboard_audit")
+@bp.route(
+    route="dashboard/data/customers/{customerTenantId}/audit", methods=_ALL_METHODS, auth_level=_ANONYMOUS
+)
+async def dashboard_audit(req: func.HttpRequest) -> func.HttpResponse:
+    """POST /api/dashboard/data/customers/{customerTenantId}/audit: audit now (operators only)."""
+    return await _answer(req, "POST", "audit")
+
+
+@bp.function_name("dashboard_offboard")
+@bp.route(
+    route="dashboard/data/customers/{customerTenantId}/offboard", methods=_ALL_METHODS, auth_level=_ANONYMOUS
+)
+async def dashboard_offboard(req: func.HttpRequest) -> func.HttpResponse:
+    """POST /api/dashboard/data/customers/{customerTenantId}/offboard: offboard now (operators only)."""
+    return await _answer(req, "POST", "offboard")

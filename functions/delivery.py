@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import azure.functions as func
@@ -14,6 +15,7 @@ from .core import delivery_api, delivery_service
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
+_OUTAGE_WAIT_SECONDS = 10
 
 
 @bp.function_name("deliver")
@@ -29,6 +31,34 @@ async def deliver(message: func.ServiceBusMessage) -> None:
         properties=dict(message.application_properties or {}),
     )
     logger.info("delivery message: %s", result)
+
+
+@bp.function_name("record_dead_lettered_delivery")
+@bp.service_bus_queue_trigger(
+    arg_name="message", queue_name="%DELIVERY_QUEUE%/$DeadLetterQueue", connection="ServiceBusConnection"
+)
+async def record_dead_lettered_delivery(message: func.ServiceBusMessage) -> None:
+    """A delivery message that Service Bus gave up on: its delivery is recorded as failed
+    (`dead-lettered`), so that its status ends; a ledger outage keeps the message for later."""
+    from shared.delivery.dead_letter import record_dead_letter
+    from shared.spine.errors import is_unavailable
+
+    service = await delivery_service()
+    try:
+        result = await record_dead_letter(
+            service.ledger,
+            message.get_body(),
+            message_id=message.message_id or "",
+            delivery_count=message.delivery_count or 1,
+            max_file_bytes=service.delivery.max_file_bytes,
+        )
+    except Exception as error:
+        if is_unavailable(error):
+            # Raising abandons the message and Service Bus offers it again at once: wait a little first.
+            logger.warning("the ledger is unavailable; the dead-lettered delivery message is kept for later")
+            await asyncio.sleep(_OUTAGE_WAIT_SECONDS)
+        raise
+    logger.info("dead-lettered delivery message: %s", result)
 
 
 @bp.function_name("deliver_solution")

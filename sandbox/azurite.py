@@ -1,4 +1,5 @@
-"""Starts and stops Azurite's Table service (installed from npm by `make setup`) on a free port."""
+"""Starts and stops one of Azurite's services (installed from npm by `make setup`) on a free port: the
+Table service (the ledger) or the Blob service (the files to deliver)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from types import TracebackType
 from azure.data.tables._base_client import _DEV_CONN_STRING  # Azurite's published well-known account
 
 ROOT = Path(__file__).resolve().parents[1]
-AZURITE_TABLE = ROOT / "node_modules" / ".bin" / "azurite-table"
+_WELL_KNOWN = _DEV_CONN_STRING.split(";TableEndpoint=")[0]
+"""Azurite's published development account (protocol, name and key), without an endpoint."""
 
 
 def free_port() -> int:
@@ -36,26 +38,34 @@ def wait_for_port(port: int, *, timeout: float, process: subprocess.Popen[bytes]
 
 
 class Azurite:
-    """Azurite Table service; in memory unless `location` is given (then data survives a restart)."""
+    """One Azurite service, `table` (default) or `blob`; in memory unless `location` is given (then
+    data survives a restart)."""
 
-    def __init__(self, *, port: int | None = None, location: Path | None = None) -> None:
+    def __init__(
+        self, *, port: int | None = None, location: Path | None = None, service: str = "table"
+    ) -> None:
+        if service not in ("table", "blob"):
+            raise ValueError("service: table or blob")
         self.port = port or free_port()
         self.location = location
+        self.service = service
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def connection_string(self) -> str:
-        return _DEV_CONN_STRING.replace("127.0.0.1:10002", f"127.0.0.1:{self.port}")
+        endpoint = "TableEndpoint" if self.service == "table" else "BlobEndpoint"
+        return f"{_WELL_KNOWN};{endpoint}=http://127.0.0.1:{self.port}/devstoreaccount1"
 
     def start(self) -> Azurite:
-        if not AZURITE_TABLE.exists():
-            raise RuntimeError(f"Azurite is not installed ({AZURITE_TABLE} missing): run `make setup` first")
+        program = ROOT / "node_modules" / ".bin" / f"azurite-{self.service}"
+        if not program.exists():
+            raise RuntimeError(f"Azurite is not installed ({program.name} missing): run `make setup` first")
         storage = ["--location", str(self.location)] if self.location else ["--inMemoryPersistence"]
         command = [
-            str(AZURITE_TABLE),
-            "--tableHost",
+            str(program),
+            f"--{self.service}Host",
             "127.0.0.1",
-            "--tablePort",
+            f"--{self.service}Port",
             str(self.port),
             "--skipApiVersionCheck",
             "--disableTelemetry",

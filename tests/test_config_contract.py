@@ -434,6 +434,12 @@ SIGNED_IN_WITH_ENTRA_ID = {
     "dashboard_links",
     "dashboard_customer",
     "dashboard_relink",
+    "dashboard_trends",
+    "dashboard_attribution_fleet",
+    "dashboard_live",
+    "dashboard_attribution",
+    "dashboard_audit",
+    "dashboard_offboard",
 }
 
 

@@ -57,6 +57,9 @@ def test_bindings_are_indexed_as_the_host_expects() -> None:
     assert indexed["verify_link"] == [{**service_bus, "queueName": "%VERIFY_QUEUE%"}]
     assert indexed["audit_customer"] == [{**service_bus, "queueName": "%AUDIT_QUEUE%"}]
     assert indexed["deliver"] == [{**service_bus, "queueName": "%DELIVERY_QUEUE%"}]
+    assert indexed["record_dead_lettered_delivery"] == [
+        {**service_bus, "queueName": "%DELIVERY_QUEUE%/$DeadLetterQueue"}
+    ]
     assert indexed["audit_attribution"] == [
         {
             "direction": "IN",
@@ -110,6 +113,16 @@ def test_bindings_are_indexed_as_the_host_expects() -> None:
         "dashboard_links": ("dashboard/data/links", "ANONYMOUS", out),
         "dashboard_customer": ("dashboard/data/customers/{customerTenantId}", "ANONYMOUS", out),
         "dashboard_relink": ("dashboard/data/customers/{customerTenantId}/relink", "ANONYMOUS", out),
+        "dashboard_trends": ("dashboard/data/trends", "ANONYMOUS", out),
+        "dashboard_attribution_fleet": ("dashboard/data/attribution", "ANONYMOUS", out),
+        "dashboard_live": ("dashboard/data/customers/{customerTenantId}/live", "ANONYMOUS", out),
+        "dashboard_attribution": (
+            "dashboard/data/customers/{customerTenantId}/attribution",
+            "ANONYMOUS",
+            out,
+        ),
+        "dashboard_audit": ("dashboard/data/customers/{customerTenantId}/audit", "ANONYMOUS", out),
+        "dashboard_offboard": ("dashboard/data/customers/{customerTenantId}/offboard", "ANONYMOUS", out),
     }
 
 

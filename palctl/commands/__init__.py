@@ -39,6 +39,7 @@ COMMANDS: dict[str, Entry] = {
     "reconcile": Entry(
         "palctl.commands.reconcile", "Reconcile Partner Center's PAL attribution with the ledger."
     ),
+    "deliver": Entry("palctl.commands.deliver", "Deliver a solution or a .pbix as the linked identity."),
     "repair": Entry("palctl.commands.repair", "Repair ownership, opt-in: plan, apply a plan, undo."),
     "config": Entry("palctl.commands.config", "palctl's settings: set, unset, show."),
 }

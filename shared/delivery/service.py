@@ -93,6 +93,10 @@ class DeliveryService:
             credential_pause_seconds=settings.credential_pause_seconds,
         )
 
+    @property
+    def delivery(self) -> DeliverySettings:
+        return self._delivery
+
     # ---- the queue ------------------------------------------------------------------------------
 
     async def handle(self, body: bytes, *, message_id: str, properties: dict[str, Any]) -> str:
