@@ -97,6 +97,42 @@ def test_a_premium_flow_without_a_process_licence_is_refused_with_the_reason() -
     assert "outside a solution" in (outside.reason or "")
 
 
+def test_a_flow_owner_change_says_plainly_that_its_credit_is_inferred() -> None:
+    change = planned(Product.CLOUD_FLOW, FlowFacts(True, "user-su"))
+    assert (change.kind, change.refused, change.evidence) == (RepairKind.FLOW_OWNER, False, Evidence.INFERRED)
+    assert "not its creator" in change.risk and "will still show this flow not attributed" in change.risk
+    assert "palctl deliver solution --tenant T --environment env" in change.risk and change.undoable
+    # Already ours in Dataverse and still not attributed: only a re-delivery can help, not a no-op PATCH.
+    ours = planned(Product.CLOUD_FLOW, FlowFacts(True, "SP-SYSTEMUSER"))
+    assert (ours.kind, ours.refused, ours.call) == (RepairKind.REDELIVER_SOLUTION, True, None)
+    assert "already owns this flow" in (ours.reason or "") and "palctl deliver solution" in (
+        ours.reason or ""
+    )
+
+
+def test_each_kinds_evidence_follows_the_docs() -> None:
+    """power-platform.md, "Changing owners": TakeOver and a solution import are read (verified), an
+    owner change of a creator-credited flow and modifyAppOwner with a service principal inferred."""
+    expected = {
+        Product.POWER_BI_DATASET: (DatasetFacts("u@x", True), Evidence.VERIFIED),
+        Product.CLOUD_FLOW: (FlowFacts(True, "user-su"), Evidence.INFERRED),
+        Product.CANVAS_APP: (CanvasAppFacts("user-oid"), Evidence.INFERRED),
+        Product.MODEL_DRIVEN_APP: (None, Evidence.VERIFIED),
+        Product.COPILOT_STUDIO_BOT: (None, Evidence.VERIFIED),
+    }
+    for product, (facts, evidence) in expected.items():
+        change = planned(product, facts, unverified=True)
+        assert change.evidence is evidence, product
+        assert "(inferred)" in change.risk or "is inferred" in change.risk, product  # what is not known
+
+
+def test_a_canvas_app_whose_owner_is_gone_is_planned_with_the_undo_warning() -> None:
+    change = planned(Product.CANVAS_APP, CanvasAppFacts("gone-oid", owner_exists=False), unverified=True)
+    assert not change.refused and not change.undoable and "UNDO MAY BE IMPOSSIBLE" in change.risk
+    kept = planned(Product.CANVAS_APP, CanvasAppFacts("user-oid", owner_exists=True), unverified=True)
+    assert kept.undoable and "UNDO MAY BE IMPOSSIBLE" not in kept.risk
+
+
 def test_a_canvas_app_needs_the_unverified_switch_and_is_labelled_so() -> None:
     without = planned(Product.CANVAS_APP, CanvasAppFacts("user-oid"))
     assert without.refused and without.evidence is Evidence.INFERRED and "UNVERIFIED" in without.risk

@@ -97,11 +97,37 @@ class RepairCalls:
         licensed = bool(licences and licences.get("value"))
         return FlowFacts(True, _text(row.get("_ownerid_value")), premium, licensed)
 
-    async def canvas_app_owner(self, environment: Environment, app_id: str) -> CanvasAppFacts:
+    async def canvas_app_owner(
+        self, environment: Environment, app_id: str, *, existence: bool = False
+    ) -> CanvasAppFacts:
+        """The app's owner now; with `existence`, also whether that owner is still in the tenant."""
         for app in await self.reader.canvas_apps(environment):
             if app.resource_id.lower() == app_id.lower():
-                return CanvasAppFacts(app.holders[0].principal if app.holders else None)
+                owner = app.holders[0].principal if app.holders else None
+                exists = await self._owner_exists(environment, app_id, owner) if existence else None
+                return CanvasAppFacts(owner, exists)
         return CanvasAppFacts(None)
+
+    async def _owner_exists(self, environment: Environment, app_id: str, owner: str | None) -> bool | None:
+        """Whether the app's owner is still a principal of the tenant, from the app's permissions:
+        Power Apps shows a deleted owner by its id and type alone, without a name (inferred). The
+        first page holds the Owner entry; None when it does not say."""
+        if owner is None:
+            return None
+        base = f"{self._endpoints.powerapps}/providers/Microsoft.PowerApps/scopes/admin"
+        url = f"{base}/environments/{quote(environment.id)}/apps/{quote(app_id)}/permissions?{_ADMIN_VERSION}"
+        try:
+            page = await self._caller.call(Api.POWER_APPS, "GET", url, audience=_audience(Api.POWER_APPS))
+        except CallFailed:
+            return None
+        for entry in page.get("value", []) if isinstance(page, dict) else ():
+            principal = _get(entry, "properties", "principal")
+            if _get(entry, "properties", "roleName") != "Owner" or not isinstance(principal, dict):
+                continue
+            if _text(principal.get("id")) != owner.lower():
+                return None
+            return any(principal.get(key) for key in ("displayName", "email", "userPrincipalName"))
+        return None
 
     async def current_owner(self, kind: RepairKind, env_id: str, resource_id: str) -> str | None:
         """The owner now, as the plan names it (None: the resource is gone)."""

@@ -2,14 +2,21 @@
 resource, with the call, the risk and whether Microsoft documents it (verified) or we infer it.
 Pure: the facts come from `facts.py`'s reads; nothing here does I/O.
 
-Per product (power-platform.md, "Changing owners"):
-- Power BI dataset: `Default.TakeOver` as the linked service principal (verified), which must be a
-  member of the workspace; data-source credentials may need rebinding afterwards (inferred).
+Per product (power-platform.md, "Who counts" and "Changing owners"). `evidence` says whether the
+change is documented to credit the partner (`verified`) or that is our inference (`inferred`):
+- Power BI dataset: `Default.TakeOver` as the linked service principal, which must be a member of
+  the workspace; the owner (`configuredBy`) is who Power BI credits: verified. Data-source
+  credentials may need rebinding afterwards (inferred, said in the risk).
 - Solution-aware cloud flow: Dataverse `PATCH workflows({id})` binding `ownerid` to our application
-  user (verified). Refused for a flow with premium connectors and no Process licence: a service
-  principal owner would have it suspended. A flow outside a solution: not repairable this way.
+  user. The call is documented, but Power Automate credits a flow's *creator*, which the PATCH does
+  not touch: that the owner change earns credit is only the seed's claim, so `inferred`, and the
+  plan says the audit (which reads the creator) will still show the flow not attributed and names
+  the verified way, re-delivering the flow's solution as the linked identity. Refused for a flow
+  with premium connectors and no Process licence: a service principal owner would have it
+  suspended. A flow outside a solution: not repairable this way.
 - Canvas app: `modifyAppOwner` with our object id (the call is documented, that it takes a service
-  principal is not): only with the unverified switch, and labelled so.
+  principal is not): only with the unverified switch, and labelled so; when the previous owner is
+  gone from the tenant the plan warns that an undo could not give the app back (`undoable` false).
 - Model-driven apps and bots count their creator: only a new solution import changes it
   (`palctl deliver solution`), never an owner PATCH.
 
@@ -103,6 +110,9 @@ class FlowFacts:
 class CanvasAppFacts:
     owner: str | None
     """`properties.owner.id` now (None: the app is gone)."""
+    owner_exists: bool | None = None
+    """Whether the owner is still a principal of the tenant (False: Power Apps shows only its id, as
+    for a deleted user; None: not known)."""
 
 
 Facts = DatasetFacts | FlowFacts | CanvasAppFacts | None
@@ -126,6 +136,8 @@ class PlannedChange:
     refused: bool = False
     reason: str | None = None
     undo: str | None = None
+    undoable: bool = False
+    """Whether an undo is expected to be able to put the previous owner back."""
 
     def document(self) -> dict[str, Any]:
         return {
@@ -139,6 +151,7 @@ class PlannedChange:
             "afterOwner": self.after_owner,
             "call": self.call,
             "undo": self.undo,
+            "undoable": self.undoable,
             "risk": self.risk,
             "evidence": self.evidence.value,
             "refused": self.refused,
@@ -166,9 +179,9 @@ class PlannedChange:
         before, after = value.get("beforeOwner"), value.get("afterOwner")
         if not all(owner is None or _principal(owner) for owner in (before, after)):
             return f"{where}: beforeOwner and afterOwner must be principal ids or names"
-        refused = value.get("refused")
-        if not isinstance(refused, bool):
-            return f"{where}: refused must be true or false"
+        refused, undoable = value.get("refused"), value.get("undoable", False)
+        if not isinstance(refused, bool) or not isinstance(undoable, bool):
+            return f"{where}: refused and undoable must be true or false"
         texts = {name: value.get(name) for name in ("name", "call", "undo", "risk", "reason")}
         if not all(text is None or (isinstance(text, str) and len(text) <= 2000) for text in texts.values()):
             return f"{where}: name, call, undo, risk and reason are texts"
@@ -187,6 +200,7 @@ class PlannedChange:
             refused=refused,
             reason=texts["reason"],
             undo=texts["undo"],
+            undoable=undoable,
         )
 
 
@@ -267,18 +281,37 @@ _MEMBER = (
     "Admin), then plan again."
 )
 _FLOW_RISK = (
-    "The flow keeps running under the new owner; its connections stay the ones its connection "
-    "references name. The audit counts a flow's creator: whether an owner change credits the partner "
-    "is the seed's claim (inferred), the re-audit after apply shows it."
+    "INFERRED CREDIT: this changes the flow's Dataverse owner, not its creator, and Power Automate "
+    "credits a flow's creator. That an owner change earns the partner credit is only the seed's claim "
+    "(inferred): the audit, which reads the creator, will still show this flow not attributed after "
+    "apply. The verified way is to re-deliver the flow's solution as the linked identity (palctl "
+    "deliver solution --tenant T --environment {environment} --file managed.zip). The flow keeps "
+    "running under the new owner; its connections stay the ones its connection references name."
 )
 _CANVAS_RISK = (
     "UNVERIFIED: Microsoft documents modifyAppOwner for an admin app, not that it accepts a service "
-    "principal as the new owner. The old owner keeps the app as co-owner (CanEdit)."
+    "principal as the new owner (inferred). The old owner keeps the app as co-owner (CanEdit)."
+)
+_CANVAS_NO_UNDO = (
+    " UNDO MAY BE IMPOSSIBLE: the previous owner no longer exists in the tenant (Power Apps shows "
+    "only its id), so an undo could not give the app back to it."
 )
 _REDELIVER = (
     "Attributed to its creator, which no owner change touches: re-deliver the solution that holds it "
     "as the linked identity (palctl deliver solution --tenant T --environment {environment} --file "
     "managed.zip)."
+)
+_REDELIVER_RISK = (
+    "Importing makes the importing identity the owner and creator of the solution's components "
+    "(verified). Importing a solution again may overwrite customisations made outside it; whether a "
+    "re-import changes the creator of a component already in the environment is inferred: the audit "
+    "after the delivery shows it."
+)
+_OWNED_FLOW = (
+    "Our service principal already owns this flow in Dataverse and it is still not attributed: Power "
+    "Automate credits the flow's creator, which an owner change does not touch. Re-deliver the flow's "
+    "solution as the linked identity (palctl deliver solution --tenant T --environment {environment} "
+    "--file managed.zip)."
 )
 _NOT_SOLUTION = (
     "Not repairable by an owner change: a flow outside a solution counts its creator. Add it to a "
@@ -314,7 +347,7 @@ def plan_change(
             before_owner=None,
             after_owner=target.object_id,
             call=None,
-            risk="Importing a solution again may overwrite customisations made outside it.",
+            risk=_REDELIVER_RISK,
             evidence=Evidence.VERIFIED,
             refused=True,
             reason=reason,
@@ -377,9 +410,22 @@ def _flow(about: dict[str, Any], facts: Facts, target: Target, dataverse_url: st
         after_owner=ours,
         call=f"{call} ownerid@odata.bind=/systemusers({ours})",
         undo=f"{call} ownerid@odata.bind=/systemusers({facts.owner})",
-        risk=_FLOW_RISK,
-        evidence=Evidence.VERIFIED,
+        undoable=facts.owner is not None,
+        risk=_FLOW_RISK.format(environment=about["environment_id"]),
+        evidence=Evidence.INFERRED,
     )
+    if ours is not None and facts.owner is not None and facts.owner.lower() == ours.lower():
+        return PlannedChange(
+            **about,
+            kind=RepairKind.REDELIVER_SOLUTION,
+            before_owner=facts.owner,
+            after_owner=ours,
+            call=None,
+            risk=_REDELIVER_RISK,
+            evidence=Evidence.VERIFIED,
+            refused=True,
+            reason=_OWNED_FLOW.format(environment=about["environment_id"]),
+        )
     if ours is None:
         reason = "Our service principal has no Dataverse application user in this environment."
         return PlannedChange(**about, **change, refused=True, reason=reason)  # type: ignore[arg-type]
@@ -399,6 +445,7 @@ def _canvas(about: dict[str, Any], facts: Facts, target: Target, include_unverif
     apps = f"/providers/Microsoft.PowerApps/scopes/admin/environments/{about['environment_id']}/apps"
     path = f"POST {apps}/{about['resource_id']}/modifyAppOwner"
     refused = not include_unverified
+    gone = facts.owner_exists is False
     return PlannedChange(
         **about,
         kind=RepairKind.CANVAS_APP_OWNER,
@@ -406,7 +453,8 @@ def _canvas(about: dict[str, Any], facts: Facts, target: Target, include_unverif
         after_owner=target.object_id,
         call=f'{path} {{"newAppOwner": "{target.object_id}", "roleForOldAppOwner": "CanEdit"}}',
         undo=f'{path} {{"newAppOwner": "{facts.owner}", "roleForOldAppOwner": "CanEdit"}}',
-        risk=_CANVAS_RISK,
+        undoable=not gone,
+        risk=_CANVAS_RISK + (_CANVAS_NO_UNDO if gone else ""),
         evidence=Evidence.INFERRED,
         refused=refused,
         reason=(

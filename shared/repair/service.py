@@ -155,7 +155,7 @@ class RepairService:
         elif product is Product.CANVAS_APP:
             environment = await calls.environment(unit)
             if environment is not None:
-                facts = await calls.canvas_app_owner(environment, resource)
+                facts = await calls.canvas_app_owner(environment, resource, existence=True)
         return plan_change(
             index,
             product,
@@ -182,11 +182,12 @@ class RepairService:
 
     async def apply(self, plan: RepairPlan) -> Applied:
         apply_id, now = str(uuid.uuid4()), datetime.now(UTC)
-        calls, _ = await self._calls(plan.tenant)
+        calls, state = await self._calls(plan.tenant)
+        target = Target((state.object_id or "").lower(), (state.client_id or "").lower(), {})
         rows: list[RepairChangeRow] = []
         try:
             for change in plan.changes:
-                rows.append(await self._apply_one(calls, plan, apply_id, change))
+                rows.append(await self._apply_one(calls, target, plan, apply_id, change))
         finally:
             await calls.close()
         rows, audit = await self._reaudit(plan.tenant, apply_id, rows)
@@ -206,7 +207,7 @@ class RepairService:
         return Applied(apply, rows)
 
     async def _apply_one(
-        self, calls: RepairCalls, plan: RepairPlan, apply_id: str, change: PlannedChange
+        self, calls: RepairCalls, target: Target, plan: RepairPlan, apply_id: str, change: PlannedChange
     ) -> RepairChangeRow:
         row = RepairChangeRow(
             partition_key=plan.tenant,
@@ -230,6 +231,14 @@ class RepairService:
         if change.kind is RepairKind.CANVAS_APP_OWNER and not plan.include_unverified:
             return row.replace(reason="unverified: the plan was not made with includeUnverified")
         try:
+            ours = await self._ours(calls, target, change)
+            if not _same(ours, change.after_owner):
+                reason = (
+                    "our service principal has no Dataverse application user in this environment now"
+                    if ours is None
+                    else "the plan's afterOwner is not our service principal: repairs only make it the owner"
+                )
+                return row.replace(reason=reason)
             current = await calls.current_owner(change.kind, change.environment_id, change.resource_id)
             if not _same(current, change.before_owner):
                 reason = (
@@ -244,6 +253,19 @@ class RepairService:
         except (ApiRefused, Throttled, CallFailed, AzureError, OSError, TimeoutError) as error:
             return row.replace(status=ChangeStatus.FAILED, reason=_why(error))
         return row.replace(status=ChangeStatus.APPLIED, reason=None)
+
+    async def _ours(self, calls: RepairCalls, target: Target, change: PlannedChange) -> str | None:
+        """Our service principal as the change names the new owner: its client id for a takeover (the
+        caller becomes the owner), its object id for a canvas app, its application user for a flow."""
+        if change.kind is RepairKind.POWER_BI_TAKEOVER:
+            return target.client_id
+        if change.kind is RepairKind.CANVAS_APP_OWNER:
+            return target.object_id
+        environment = await calls.environment(change.environment_id)
+        if environment is None:
+            return None
+        await self._our_dataverse_user(calls, target, environment)
+        return target.dataverse_users.get(environment.id.lower())
 
     async def _reaudit(
         self, tenant: str, apply_id: str, rows: list[RepairChangeRow]
@@ -310,6 +332,8 @@ class RepairService:
             reason = (
                 "a Power BI takeover cannot be given back by us: "
                 "the previous owner takes the dataset over again"
+                if row.kind is RepairKind.POWER_BI_TAKEOVER
+                else "no previous owner was recorded: nothing to put back"
             )
             return row.replace(status=ChangeStatus.UNDO_REFUSED, reason=reason, undone_at=now)
         try:

@@ -15,7 +15,9 @@ owners"):
 - Power Apps `POST .../scopes/admin/environments/{env}/apps/{app}/modifyAppOwner?api-version=2016-11-01`
   body `{"newAppOwner": objectId, "roleForOldAppOwner": "CanEdit"}` (the call PowerShell's
   Set-AdminPowerAppOwner makes): the old owner keeps the given role when it is a user (a service
-  principal cannot be a co-owner). That it accepts a service principal is inferred.
+  principal cannot be a co-owner). That it accepts a service principal is inferred; a new owner
+  that is deleted or not a principal of the tenant is refused (400 InvalidPrincipal: the code is
+  inferred), which is why an undo cannot give an app back to an owner deleted since.
 - Power BI `POST /v1.0/myorg/groups/{groupId}/datasets/{datasetId}/Default.TakeOver` (Microsoft Learn,
   "Datasets - Take Over In Group"): 200, the caller becomes the dataset's owner (`configuredBy`); the
   caller must be a member of the workspace (checked by the route before).
