@@ -75,7 +75,9 @@
     return window.location.origin + window.location.pathname;
   }
 
-  async function signIn() {
+  // silent: a top-level redirect with prompt=none (the strict CSP forbids a hidden frame), which the
+  // authority answers with a code for the same session's user, or with login_required.
+  async function signIn(silent = false) {
     const verifier = randomText();
     const challenge = base64url(new Uint8Array(
       await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier))));
@@ -93,11 +95,35 @@
       code_challenge: challenge,
       code_challenge_method: "S256",
     });
-    const hint = new URLSearchParams(window.location.search).get("login_hint");
+    const account = JSON.parse(session.getItem("pal.account") || "null");
+    const hint = new URLSearchParams(window.location.search).get("login_hint") || (account && account.hint);
     if (hint) {
       query.set("login_hint", hint);
     }
+    if (silent) {
+      query.set("prompt", "none");
+    }
     window.location.assign(`${config.authority}/oauth2/v2.0/authorize?${query}`);
+  }
+
+  class Renewing extends Error {}
+  let renewing = false;
+
+  // The access token expired (or the API refused it): sign the same account in again without a
+  // page, once, keeping the view (the address's #customer=...) across the round trip.
+  function renewSignIn() {
+    if (renewing) {
+      return true;  // already on its way (several calls found the token expired)
+    }
+    if (!session.getItem("pal.account") || session.getItem("pal.silent")) {
+      return false;  // signed out, or the renewal just tried did not help: the person signs in
+    }
+    renewing = true;
+    session.setItem("pal.silent", String(Date.now()));
+    session.setItem("pal.view", window.location.hash || "");
+    setStatus("Renewing your sign-in...");
+    signIn(true).catch(fail);
+    return true;
   }
 
   function claimsOf(jwt) {
@@ -130,11 +156,21 @@
     if (!response.ok) {
       throw new Error(`sign-in failed: ${answer.error || response.status}`);
     }
-    if (answer.id_token && claimsOf(answer.id_token).nonce !== pending.nonce) {
+    const identity = answer.id_token ? claimsOf(answer.id_token) : {};
+    if (answer.id_token && identity.nonce !== pending.nonce) {
       throw new Error("the ID token does not carry this sign-in's nonce; sign in again");
     }
-    const expiresAt = Date.now() + (Number(answer.expires_in) - 60) * 1000;
+    // Renewed a little before it expires (a minute, or a fifth of a short lifetime).
+    const lifetime = Number(answer.expires_in);
+    const expiresAt = Date.now() + (lifetime - Math.min(60, Math.floor(lifetime / 5))) * 1000;
     session.setItem("pal.token", JSON.stringify({ accessToken: answer.access_token, expiresAt }));
+    const hint = identity.login_hint || identity.preferred_username;
+    session.setItem("pal.account", JSON.stringify({ hint: hint || null }));
+    const view = session.getItem("pal.view");
+    session.removeItem("pal.view");
+    if (view && /^#customer=[0-9a-fA-F-]{36}$/.test(view)) {
+      window.history.replaceState(null, "", redirectUri() + view);
+    }
   }
 
   function accessToken() {
@@ -148,6 +184,7 @@
 
   function signOut() {
     session.removeItem("pal.token");
+    session.removeItem("pal.account");
     me = null;
     showSignedOut("Signed out.");
   }
@@ -164,6 +201,9 @@
   async function api(path, options = {}) {
     const token = accessToken();
     if (!token) {
+      if (renewSignIn()) {
+        throw new Renewing("renewing the sign-in");
+      }
       throw new ApiError(401, "sign in first");
     }
     const response = await fetch(`${DATA}/${path}`, {
@@ -177,9 +217,13 @@
     if (!response.ok) {
       if (response.status === 401) {
         session.removeItem("pal.token");
+        if (renewSignIn()) {
+          throw new Renewing("renewing the sign-in");
+        }
       }
       throw new ApiError(response.status, (body && body.detail) || `HTTP ${response.status}`);
     }
+    session.removeItem("pal.silent");  // signed in and answered: a later expiry may renew again
     return body;
   }
 
@@ -266,6 +310,9 @@
   }
 
   function fail(error) {
+    if (error instanceof Renewing) {
+      return;  // the page is on its way to the authority and back
+    }
     if (error instanceof ApiError && error.status === 401) {
       showSignedOut(`Your sign-in is no longer valid (${error.message}). Sign in again.`);
       return;
@@ -707,6 +754,13 @@
     try {
       if (params.get("error")) {
         window.history.replaceState(null, "", redirectUri());
+        const silent = session.getItem("pal.silent");
+        session.removeItem("pal.silent");
+        session.removeItem("pal.view");
+        if (silent && ["login_required", "interaction_required"].includes(params.get("error"))) {
+          session.removeItem("pal.account");
+          throw new Error("Your sign-in has expired. Sign in again.");
+        }
         throw new Error(`sign-in failed: ${params.get("error_description") || params.get("error")}`);
       }
       if (params.get("code")) {
@@ -718,7 +772,9 @@
       return;
     }
     if (!accessToken()) {
-      showSignedOut();
+      if (!renewSignIn()) {
+        showSignedOut();
+      }
       return;
     }
     try {

@@ -99,6 +99,16 @@ var exchangeAudience = empty(federatedTokenAudience) ? exchangeAudiences[environ
 var federatedIssuer = '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
 
 var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
+// The Function App's address, known before it exists: its default host is <name>.<the cloud's
+// App Service domain> (the site does not opt in to unique default host names). The partner app's
+// redirect URIs need it and the Function App's settings need the partner app's client ID, so the
+// address cannot wait for the site (a cycle).
+var functionHostSuffixes = {
+  AzureCloud: 'azurewebsites.net'
+  AzureUSGovernment: 'azurewebsites.us'
+  AzureChinaCloud: 'chinacloudsites.cn'
+}
+var functionAppUrl = 'https://${functionAppName}.${functionHostSuffixes[environment().name]}'
 var deploymentContainerName = 'app-package-${resourceToken}'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -196,6 +206,9 @@ module functionApp 'app/function.bicep' = {
     ledgerTableName: ledgerTableName
     keyVaultUrl: keyVault.outputs.url
     federatedTokenAudience: exchangeAudience
+    // The dashboard's sign-in: the partner app (created here, or the existing one).
+    dashboardClientId: empty(partnerAppClientId) ? partnerApp.outputs.clientId : partnerAppClientId
+    dashboardAudience: empty(partnerAppClientId) ? partnerApp.outputs.identifierUri : ''
   }
 }
 
@@ -215,10 +228,11 @@ module rbac 'app/rbac.bicep' = {
   }
 }
 
-var redirectUri = empty(consentRedirectUri) ? functionApp.outputs.url : consentRedirectUri
+var redirectUri = empty(consentRedirectUri) ? functionAppUrl : consentRedirectUri
 
 // The partner's multi-tenant app and its federated credential (Microsoft Graph Bicep extension).
-// Skipped when an existing app is reused: infra/scripts/postprovision.sh adds the credential to it.
+// Skipped when an existing app is reused: infra/scripts/postprovision.sh adds the credential to it;
+// its dashboard roles, redirect URI and Application ID URI are added by hand (docs/deploy.md).
 module partnerApp 'app/partner-app.bicep' = if (empty(partnerAppClientId)) {
   name: 'partner-app'
   scope: rg
@@ -228,6 +242,7 @@ module partnerApp 'app/partner-app.bicep' = if (empty(partnerAppClientId)) {
     identityPrincipalId: identity.outputs.principalId
     federatedTokenAudience: exchangeAudience
     redirectUri: redirectUri
+    dashboardRedirectUri: '${functionAppUrl}/api/dashboard'
     ownerPrincipalId: principalId
   }
 }

@@ -1,6 +1,7 @@
 """The configuration contract between the code and its deployments.
 
-- Every setting the code reads (shared/spine/settings.py, %SETTING% binding expressions) is set by infra/
+- Every setting the code reads (shared/spine/settings.py, shared/delivery/settings.py,
+  shared/dashboard/auth.py, %SETTING% binding expressions) is set by infra/
   as an app setting, or is local-only, or keeps the code's default; the last two are named in
   infra/app/function.bicep's comments. Every one is in local.settings.json.example with a comment.
 - Queue and table names agree across the code's defaults, the local broker's queues, host.json and
@@ -54,15 +55,16 @@ CONNECTION_STRING_SETTINGS = {
 @cache
 def code_settings() -> dict[str, str | None]:
     """Setting name -> the code's default as the setting's text (None: no default), read from every
-    self._<reader>("NAME", default, ...) call in shared/spine/settings.py and shared/delivery/settings.py
-    (the same reader): _get, _required, _int, _bool,
+    self._<reader>("NAME", default, ...) call in shared/spine/settings.py, shared/delivery/settings.py
+    and shared/dashboard/auth.py (the same reader): _get, _required, _int, _bool,
     _https_url and any reader added later. Defaults are evaluated in the module, so expressions
     such as 64 * 1024 or OnOtherPartner.UPDATE.value give their values."""
+    import shared.dashboard.auth
     import shared.delivery.settings
     import shared.spine.settings
 
     found: dict[str, str | None] = {}
-    for module in (shared.spine.settings, shared.delivery.settings):
+    for module in (shared.spine.settings, shared.delivery.settings, shared.dashboard.auth):
         found |= _settings_read_by(module)
     return found
 
@@ -174,6 +176,9 @@ def test_the_settings_are_discovered_from_the_code() -> None:
         settings
     )
     assert settings["PARTNER_ID"] is None  # required
+    # The dashboard's sign-in, read through the same reader (shared/dashboard/auth.py).
+    assert {"DASHBOARD_TENANT_ID", "DASHBOARD_CLIENT_ID", "DASHBOARD_AUDIENCE"} <= set(settings)
+    assert settings["DASHBOARD_CLIENT_ID"] is None and settings["DASHBOARD_AUDIENCE"] == ""
     assert settings["ONBOARDING_QUEUE"] == "customer-onboarded"
     assert settings["LEDGER_TABLE"] == "PalLinks"
     assert "ONBOARDING_QUEUE" in binding_expressions()

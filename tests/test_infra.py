@@ -536,6 +536,70 @@ def test_partner_app_trusts_the_function_identity_with_a_federated_credential() 
     assert text(passed["federatedTokenAudience"]) == "exchangeAudience"
 
 
+def test_partner_app_defines_the_dashboards_roles_redirect_and_v2_tokens() -> None:
+    # shared/dashboard/auth.py: the roles claim carries these values; the page (a single-page app)
+    # signs in with PKCE at https://<function app>/api/dashboard; the app accepts v2 tokens only.
+    partner = module_file("app/partner-app.bicep")
+    (app,) = partner.resources("Microsoft.Graph/applications@")
+    body = properties(app.body)
+    roles = [properties(role) for role in body["appRoles"].named_children if role.type == "object"]
+    values = [partner.evaluate(role["value"]) for role in roles]
+    assert values == ["PalAutopilot.Reader", "PalAutopilot.Operator"]
+    for role in roles:
+        value = partner.evaluate(role["value"])
+        assert partner.evaluate(role["allowedMemberTypes"]) == ["User"], value
+        assert partner.evaluate(role["isEnabled"]) is True, value
+        assert len(partner.evaluate(role["description"])) > 20, value
+        # A fixed ID: a role replaced on the next deployment would lose its assignments.
+        assert text(role["id"]) == f"guid(uniqueName, '{value}')", value
+    assert [text(node) for node in properties(body["spa"])["redirectUris"].named_children] == [
+        "dashboardRedirectUri"
+    ]
+    assert partner.evaluate(properties(body["api"])["requestedAccessTokenVersion"]) == 2
+    assert [text(node) for node in body["identifierUris"].named_children] == ["identifierUri"]
+    assert text(partner.vars["identifierUri"]) == "'api://${tenant().tenantId}/${uniqueName}'"
+    assert text(outputs(partner)["identifierUri"]) == "identifierUri"
+
+    main = main_bicep()
+    passed = properties(properties(main.module("app/partner-app.bicep").body)["params"])
+    assert text(passed["dashboardRedirectUri"]) == "'${functionAppUrl}/api/dashboard'"
+    assert text(passed["redirectUri"]) == "redirectUri"
+    # The address is known before the site: the partner app must not wait for the Function App,
+    # whose settings wait for the partner app's client ID.
+    assert "functionApp." not in text(main.vars["redirectUri"])
+    assert text(main.vars["functionAppUrl"]) == (
+        "'https://${functionAppName}.${functionHostSuffixes[environment().name]}'"
+    )
+    assert main.evaluate(main.vars["functionHostSuffixes"]) == {
+        "AzureCloud": "azurewebsites.net",
+        "AzureUSGovernment": "azurewebsites.us",
+        "AzureChinaCloud": "chinacloudsites.cn",
+    }
+
+
+def test_the_function_app_signs_operators_in_to_the_partner_app() -> None:
+    main = main_bicep()
+    passed = properties(properties(main.module("app/function.bicep").body)["params"])
+    # An existing app (partnerAppClientId) is used as it is: its Application ID URI is the code's
+    # default api://<client ID>, which docs/deploy.md has one add by hand.
+    assert text(passed["dashboardClientId"]) == (
+        "empty(partnerAppClientId) ? partnerApp.outputs.clientId : partnerAppClientId"
+    )
+    assert text(passed["dashboardAudience"]) == (
+        "empty(partnerAppClientId) ? partnerApp.outputs.identifierUri : ''"
+    )
+    function = module_file("app/function.bicep")
+    (settings,) = [
+        declaration
+        for declaration in function.resources("config")
+        if function.evaluate(properties(declaration.body)["name"]) == "appsettings"
+    ]
+    values = {name: text(node) for name, node in properties(properties(settings.body)["properties"]).items()}
+    assert values["DASHBOARD_TENANT_ID"] == "tenant().tenantId"
+    assert values["DASHBOARD_CLIENT_ID"] == "dashboardClientId"
+    assert values["DASHBOARD_AUDIENCE"] == "dashboardAudience"
+
+
 def test_the_exchange_audience_is_the_clouds_own() -> None:
     # "Configure an application to trust a managed identity" (Microsoft Learn): one audience per
     # cloud, and the managed-identity token's aud must equal the credential's.

@@ -1,6 +1,6 @@
 // The Function App on the Flex Consumption plan (Linux, Python 3.11) running as the user-assigned
-// identity, and every app setting the code reads (shared/spine/settings.py, %SETTING% binding
-// expressions). All connections are identity-based: __fullyQualifiedNamespace, __tableServiceUri,
+// identity, and every app setting the code reads (shared/spine/settings.py,
+// shared/delivery/settings.py, shared/dashboard/auth.py, %SETTING% binding expressions). All connections are identity-based: __fullyQualifiedNamespace, __tableServiceUri,
 // __accountName with __credential=managedidentity and __clientId; no connection string, key or
 // secret is set. tests/test_config_contract.py checks this list against the code.
 //
@@ -64,6 +64,10 @@ param ledgerTableServiceUri string
 param ledgerTableName string
 param keyVaultUrl string
 param federatedTokenAudience string
+@description('Client ID of the partner\'s app registration that operators sign in to the dashboard with (its app roles).')
+param dashboardClientId string
+@description('Its Application ID URI, the audience of the dashboard\'s tokens. Empty: api://<client ID>, the code\'s default.')
+param dashboardAudience string = ''
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
@@ -166,6 +170,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       AZURE_AUTHORITY_HOST: environment().authentication.loginEndpoint
       ARM_ENDPOINT: environment().resourceManager
       FEDERATED_TOKEN_AUDIENCE: federatedTokenAudience
+
+      // The operators' dashboard (shared/dashboard/auth.py): people of this (the partner's) tenant
+      // sign in to the partner's app registration, whose app roles say who may read and who may act.
+      DASHBOARD_TENANT_ID: tenant().tenantId
+      DASHBOARD_CLIENT_ID: dashboardClientId
+      DASHBOARD_AUDIENCE: dashboardAudience
     }
   }
 }

@@ -20,12 +20,18 @@ param identityPrincipalId string
 param federatedTokenAudience string
 param redirectUri string
 
+@description('The operators\' dashboard\'s address (https://<function app host>/api/dashboard): the single-page-app redirect URI its sign-in returns to.')
+param dashboardRedirectUri string
+
 @description('Object ID made an owner of the app (the deploying user), so that it can manage the app later; empty: none added.')
 param ownerPrincipalId string = ''
 
 var issuer = '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
 var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
 var userReadScopeId = 'e1fe6dd8-ba31-4d61-89e7-88639da4683d'
+// The Application ID URI: api://<tenant ID>/<unique name> is a form Entra ID accepts on a
+// multi-tenant app without a verified domain, and is known before the app (and its appId) exists.
+var identifierUri = 'api://${tenant().tenantId}/${uniqueName}'
 
 resource partnerApp 'Microsoft.Graph/applications@v1.0' = {
   uniqueName: uniqueName
@@ -37,6 +43,44 @@ resource partnerApp 'Microsoft.Graph/applications@v1.0' = {
       redirectUri
     ]
   }
+  // The dashboard's sign-in: the authorization code flow with PKCE from the page itself (no secret,
+  // no implicit grant), v2 access tokens for the app's own Application ID URI, and its app roles.
+  spa: {
+    redirectUris: [
+      dashboardRedirectUri
+    ]
+  }
+  identifierUris: [
+    identifierUri
+  ]
+  api: {
+    requestedAccessTokenVersion: 2
+  }
+  // The dashboard's two app roles (shared/dashboard/auth.py), assigned to people under Enterprise
+  // applications. Their IDs are fixed (from the app's unique name and the role's value), so a new
+  // deployment never replaces a role, which would drop its assignments.
+  appRoles: [
+    {
+      id: guid(uniqueName, 'PalAutopilot.Reader')
+      value: 'PalAutopilot.Reader'
+      displayName: 'PAL Autopilot reader'
+      description: 'Sees the PAL Autopilot dashboard: the fleet, every customer, its history and attribution.'
+      allowedMemberTypes: [
+        'User'
+      ]
+      isEnabled: true
+    }
+    {
+      id: guid(uniqueName, 'PalAutopilot.Operator')
+      value: 'PalAutopilot.Operator'
+      displayName: 'PAL Autopilot operator'
+      description: 'Sees the PAL Autopilot dashboard and acts on a customer (relink, audit now, offboard), recorded as the operator.'
+      allowedMemberTypes: [
+        'User'
+      ]
+      isEnabled: true
+    }
+  ]
   // The app calls Azure Resource Manager with app-only tokens, which need no declared permission
   // (ARM authorises the service principal itself). User.Read (delegated, sign-in only) is listed
   // because Entra ID refuses admin consent to an app that declares no permission at all.
@@ -72,5 +116,7 @@ resource partnerApp 'Microsoft.Graph/applications@v1.0' = {
 
 output clientId string = partnerApp.appId
 output objectId string = partnerApp.id
+// The dashboard's audience (DASHBOARD_AUDIENCE): the Application ID URI its page asks a token for.
+output identifierUri string = identifierUri
 // What the credential trusts, for the post-provision hook to check without the Azure CLI.
 output federatedSubject string = partnerApp::functionIdentity.subject

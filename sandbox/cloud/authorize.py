@@ -5,6 +5,12 @@ redirect_uri on the loopback or https, code_challenge with S256, state, nonce) s
 user named by `login_hint` (object ID or UPN) at once, without a password, and redirects to
 redirect_uri with a one-time code and the state; without a login_hint it answers a page listing the
 tenant's users, each a link that signs that user in (a person at the local dashboard clicks one).
+Each sign-in also sets a session cookie (`sandbox-session`, for that tenant's path, Secure, HttpOnly,
+SameSite=None), as Entra keeps its own session: with `prompt=none` (a silent sign-in, which a page
+does when its access token has expired) the user of that session is signed in again at once, without
+a page; with no session the answer is the error `login_required`, and when the request's
+`login_hint` names another user than the session's, `interaction_required` (both sent to the
+redirect_uri with the state, as Entra does).
 The token endpoint redeems the code (`grant_type=authorization_code`, the same client_id and
 redirect_uri, the code_verifier whose S256 is the challenge) once, within ten minutes, for a v2
 access token for the one resource asked (`{app}/.default`, `api://{app}/.default`: `aud` is the
@@ -25,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
 from typing import Any, NoReturn
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -38,6 +45,7 @@ from .tokens import TokenIssuer
 AUTHORIZE = "oauth2/v2.0/authorize"
 TOKEN = "oauth2/v2.0/token"
 CODE_LIFETIME_SECONDS = 600
+SESSION_COOKIE = "sandbox-session"
 _OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 
 
@@ -66,6 +74,7 @@ class SignIn:
         self._entra, self._state, self._tokens, self._accepted = entra, state, tokens, accepted
         self._lock = threading.Lock()
         self._grants: dict[str, _Grant] = {}
+        self._sessions: dict[str, tuple[str, str]] = {}  # cookie value -> (tenant ID, user object ID)
 
     def audiences(self, base_url: str) -> Iterable[str]:
         """Entra's own, and the scenario's app registrations' Application ID URIs (the dashboard's)."""
@@ -88,16 +97,10 @@ class SignIn:
 
     def _authorize(self, tenant_id: str, request: Request) -> Reply:
         query = request.query
-        with self._state.lock:
-            tenant = self._state.tenants.get(tenant_id)
-            known_app = query.get("client_id", "").lower() in self._state.apps
-        if tenant is None:
-            return _page(400, "AADSTS90002: Tenant not found.")
-        if not known_app:
-            return _page(400, "AADSTS700016: Application not found in the directory.")
-        redirect_uri = query.get("redirect_uri", "")
-        if not _redirect_allowed(redirect_uri):
-            return _page(400, "AADSTS50011: The redirect URI does not match the application's.")
+        refused = self._refused(tenant_id, query)
+        if refused is not None:
+            return refused
+        redirect_uri = query["redirect_uri"]
         problem = _request_problem(query)
         if problem is not None:
             return _redirect(
@@ -110,22 +113,85 @@ class SignIn:
                 user = self._state.find_user(tenant_id, hint)
             except ValueError:
                 user = None
+        if query.get("prompt") == "none":  # silent: the session's user, or an error; never a page
+            silent = self._silent(tenant_id, request, hint, user)
+            if isinstance(silent, Reply):
+                return silent
+            user = silent
         if user is None:
             return self._chooser(tenant_id, request, hint)
+        return self._signed_in(tenant_id, query, user)
+
+    def _refused(self, tenant_id: str, query: dict[str, str]) -> Reply | None:
+        """Entra's error page for a request it cannot even answer at the redirect_uri, or None."""
+        with self._state.lock:
+            tenant = self._state.tenants.get(tenant_id)
+            known_app = query.get("client_id", "").lower() in self._state.apps
+        if tenant is None:
+            return _page(400, "AADSTS90002: Tenant not found.")
+        if not known_app:
+            return _page(400, "AADSTS700016: Application not found in the directory.")
+        if not _redirect_allowed(query.get("redirect_uri", "")):
+            return _page(400, "AADSTS50011: The redirect URI does not match the application's.")
+        return None
+
+    def _silent(
+        self, tenant_id: str, request: Request, hint: str, hinted: UserAccount | None
+    ) -> UserAccount | Reply:
+        """prompt=none: the session's user, or the error sent back when there is none to sign in."""
+        signed_in = self._session_user(tenant_id, request)
+        if signed_in is None:
+            error = "login_required"
+            description = "AADSTS50058: A silent sign-in request was sent but no user is signed in."
+        elif hint and (hinted is None or hinted.object_id != signed_in.object_id):
+            error = "interaction_required"
+            description = "AADSTS16000: The signed-in user is not the one the login_hint names."
+        else:
+            return signed_in
+        return _redirect(
+            request.query["redirect_uri"],
+            {"error": error, "error_description": description, **_state(request.query)},
+        )
+
+    def _signed_in(self, tenant_id: str, query: dict[str, str], user: UserAccount) -> Reply:
+        """A one-time code for the user, and the browser's session with this tenant (its cookie)."""
         code = secrets.token_urlsafe(32)
         grant = _Grant(
             tenant_id,
             query["client_id"].lower(),
-            redirect_uri,
+            query["redirect_uri"],
             query.get("scope", ""),
             query["code_challenge"],
             query.get("nonce", ""),
             user,
             time.time() + CODE_LIFETIME_SECONDS,
         )
+        session = secrets.token_urlsafe(32)
         with self._lock:
             self._grants[code] = grant
-        return _redirect(redirect_uri, {"code": code, **_state(query)})
+            self._sessions[session] = (tenant_id, user.object_id)
+        reply = _redirect(query["redirect_uri"], {"code": code, **_state(query)})
+        reply.headers["Set-Cookie"] = (
+            f"{SESSION_COOKIE}={session}; Path=/{tenant_id}/; Secure; HttpOnly; SameSite=None"
+        )
+        return reply
+
+    def _session_user(self, tenant_id: str, request: Request) -> UserAccount | None:
+        """The user this browser signed in to the tenant before (its session cookie), if any."""
+        cookies: SimpleCookie = SimpleCookie()
+        try:
+            cookies.load(request.header("Cookie") or "")
+        except CookieError:
+            return None
+        morsel = cookies.get(SESSION_COOKIE)
+        with self._lock:
+            session = self._sessions.get(morsel.value) if morsel is not None else None
+        if session is None or session[0] != tenant_id:
+            return None
+        try:
+            return self._state.find_user(tenant_id, session[1])
+        except ValueError:
+            return None
 
     def _chooser(self, tenant_id: str, request: Request, hint: str) -> Reply:
         """The sign-in page: one link per user of the tenant (no password in the sandbox)."""

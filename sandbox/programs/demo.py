@@ -1,7 +1,13 @@
 """`make run`: the whole service on one machine. Starts Azurite, the Entra/ARM/Key Vault sandbox, the
 Service Bus broker and the local Functions host; sends the sample customer-onboarded messages
 through the azure-servicebus SDK as the CRM would; waits until each has a final outcome; prints
-the outcomes and the ledger; stops everything."""
+the outcomes and the ledger; stops everything.
+
+`--serve` (`make run ARGS=--serve`): the same, with the dashboard's sign-in set for the sandbox (the
+scenario's partner tenant and the partner's app registration, whose users hold its app roles); then
+prints the dashboard's local address for the scenario's operator and reader (`?login_hint=UPN`: the
+sandbox's Entra ID signs that user in at once) and keeps the host and the sandbox serving until
+Ctrl-C (SIGINT) or SIGTERM, and stops them cleanly (exit code 0)."""
 
 from __future__ import annotations
 
@@ -21,12 +27,13 @@ from sandbox.broker import ServiceBusBroker
 from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.local_env import local_settings
-from sandbox.scenario import FaultRule, Scenario, load_scenario
+from sandbox.scenario import FaultRule, Scenario, UserAccount, load_scenario
 from shared.links.earning import grants_of
 from shared.links.rows import HistoryEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 _FINAL_WAIT_SECONDS = 90
+_OPERATOR_ROLE, _READER_ROLE = "PalAutopilot.Operator", "PalAutopilot.Reader"
 
 
 def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -73,23 +80,66 @@ async def _send_as_crm(connection_string: str, queue: str, samples: list[Path]) 
     return sent
 
 
+def dashboard_app(scenario: Scenario) -> str:
+    """The partner's app registration: the one that trusts the Function App's managed identity."""
+    principal = scenario.managed_identity.principal_id
+    for app in scenario.apps:
+        if any(credential.subject == principal for credential in app.federated_credentials):
+            return app.client_id
+    raise SystemExit("the scenario has no app registration trusting the managed identity (the partner's app)")
+
+
+def dashboard_users(scenario: Scenario) -> tuple[UserAccount, UserAccount]:
+    """An operator and a reader of the partner's own tenant (users with the dashboard's app roles)."""
+    partner = scenario.tenant(scenario.partner_tenant_id)
+    users = list(partner.users) if partner is not None else []
+    operator = next((user for user in users if _OPERATOR_ROLE in user.roles), None)
+    reader = next(
+        (user for user in users if _READER_ROLE in user.roles and _OPERATOR_ROLE not in user.roles), None
+    )
+    if operator is None or reader is None:
+        raise SystemExit(
+            "--serve needs the scenario's partner tenant to have a user with the app role "
+            f"{_OPERATOR_ROLE} and one with {_READER_ROLE}"
+        )
+    return operator, reader
+
+
+def _print_dashboard(host: LocalFunctionsHost, cloud: CloudSandbox, scenario: Scenario) -> None:
+    operator, reader = dashboard_users(scenario)
+    page = f"{host.base_url}/api/dashboard"
+    print(
+        f"\nDashboard: {page}\n"
+        f"  as the operator {operator.display_name}: {page}?login_hint={operator.user_principal_name}\n"
+        f"  as the reader {reader.display_name}: {page}?login_hint={reader.user_principal_name}\n"
+        f"Sign-in is the sandbox's Entra ID on {cloud.base_url}, whose certificate comes from a test CA made "
+        f"for this run ({cloud.ca_path}): open {cloud.base_url} once and accept it in your browser.\n"
+        "Serving until Ctrl-C.",
+        flush=True,
+    )
+
+
 async def _run(
     env: dict[str, str],
     scenario: Scenario,
     samples: list[Path],
     broker: ServiceBusBroker,
     cloud: CloudSandbox,
+    serve_port: int | None = None,
 ) -> int:
     from shared.links.ledger import UNKNOWN_TENANT
     from shared.links.service import get_service, reset_service
 
     partitions = {tenant.tenant_id for tenant in scenario.tenants} | {UNKNOWN_TENANT}
-    # Ctrl-C or SIGTERM cancels this task (the finally blocks stop the host, then the services).
+    # Ctrl-C or SIGTERM cancels this task (the finally blocks stop the host, then the services); while
+    # serving (--serve) they end the serving instead, which is the way a served run ends.
     loop, task = asyncio.get_running_loop(), asyncio.current_task()
     assert task is not None
+    serving = asyncio.Event()
+    stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, _interrupt, task)
-    host = LocalFunctionsHost(settings=env)
+        loop.add_signal_handler(signum, _interrupt, task, serving, stop)
+    host = LocalFunctionsHost(settings=env, http_port=serve_port or 0)
     try:
         await host.start()
         print(f"Local Functions host running: {', '.join(host.function_names)}")
@@ -107,6 +157,11 @@ async def _run(
         _check_interrupted()
         await _print_onboarding(service, sent, finals, events, broker, env)
         await _nightly_run(service, host, cloud, scenario)
+        if serve_port is not None:
+            serving.set()
+            _print_dashboard(host, cloud, scenario)
+            await stop.wait()
+            print("\nStopping...", flush=True)
     finally:
         await host.stop()
     await reset_service()
@@ -226,7 +281,10 @@ async def _print_recognition(service: Any, scenario: Scenario) -> None:
 _INTERRUPTED: list[bool] = []
 
 
-def _interrupt(task: asyncio.Task[int]) -> None:
+def _interrupt(task: asyncio.Task[int], serving: asyncio.Event, stop: asyncio.Event) -> None:
+    if serving.is_set():
+        stop.set()  # the end of a served run, not an interruption
+        return
     _INTERRUPTED.append(True)
     task.cancel()
 
@@ -246,6 +304,17 @@ def main() -> int:
     parser.add_argument("--scenario", type=Path, default=ROOT / "sandbox" / "scenarios" / "demo.json")
     parser.add_argument("--samples", type=Path, default=ROOT / "sandbox" / "samples")
     parser.add_argument("--verbose", action="store_true", help="show the host's and the product's log lines")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="then keep the dashboard (and everything behind it) serving until Ctrl-C, and print its address",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=7071,
+        help="the local Functions host's port with --serve (0: any free one)",
+    )
     args = parser.parse_args()
 
     logging.basicConfig(
@@ -258,6 +327,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
     scenario = load_scenario(args.scenario)
+    if args.serve:
+        dashboard_users(scenario)  # refused before anything starts when it has no operator or reader
     samples = sorted(args.samples.glob("*.json"))
     try:
         with (
@@ -276,6 +347,9 @@ def main() -> int:
                 azurite.connection_string,
                 managed_identity_client_id=scenario.managed_identity.client_id,
                 service_bus_connection_string=broker.connection_string,
+                # The dashboard's sign-in (--serve): the partner's tenant and app in the scenario.
+                dashboard_tenant_id=scenario.partner_tenant_id if args.serve else None,
+                dashboard_client_id=dashboard_app(scenario) if args.serve else None,
             )
             env["RETRY_BASE_SECONDS"] = "1"  # a demo should not wait 30 s for a retry
             env["RUN_SUMMARY_CHECK_SECONDS"] = "1"
@@ -284,7 +358,9 @@ def main() -> int:
             cloud.add_fault(
                 litware, FaultRule(target="arm", kind="status", status=429, retry_after=2, count=3)
             )
-            code = asyncio.run(_run(env, scenario, samples, broker, cloud))
+            code = asyncio.run(
+                _run(env, scenario, samples, broker, cloud, serve_port=args.port if args.serve else None)
+            )
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("\nInterrupted: services stopped.")
         return 130

@@ -25,7 +25,7 @@ import jwt
 
 from shared.spine.identifiers import is_guid
 from shared.spine.problem import ApiResponse, problem
-from shared.spine.settings import SettingsError, SignInCloud
+from shared.spine.settings import SettingsError, _Reader
 
 logger = logging.getLogger(__name__)
 
@@ -73,19 +73,28 @@ class DashboardSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DashboardSettings:
-        tenant = env.get("DASHBOARD_TENANT_ID", "").strip().lower()
-        client = env.get("DASHBOARD_CLIENT_ID", "").strip().lower()
+        return _DashboardReader(env).dashboard()
+
+
+class _DashboardReader(_Reader):
+    """The service's settings reader (its checks and messages), for the dashboard's settings; the
+    configuration contract test discovers the settings from these calls as from the service's."""
+
+    def dashboard(self) -> DashboardSettings:
+        tenant = (self._get("DASHBOARD_TENANT_ID") or "").lower()
+        client = (self._get("DASHBOARD_CLIENT_ID") or "").lower()
         if not is_guid(tenant):
             raise SettingsError("setting DASHBOARD_TENANT_ID must be a GUID (the partner's own tenant)")
         if not is_guid(client):
             raise SettingsError(
                 "setting DASHBOARD_CLIENT_ID must be a GUID (the app registration operators sign in to)"
             )
-        audience = env.get("DASHBOARD_AUDIENCE", "").strip().rstrip("/") or f"api://{client}"
+        # Empty (the default): api://{DASHBOARD_CLIENT_ID}, Entra's default Application ID URI.
+        audience = (self._get("DASHBOARD_AUDIENCE", "") or "").rstrip("/") or f"api://{client}"
         if not audience.isprintable() or " " in audience or len(audience) > 256:
             raise SettingsError("setting DASHBOARD_AUDIENCE must be an Application ID URI")
-        cloud = SignInCloud.from_env(env)
-        return cls(tenant, client, audience, cloud.authority, cloud.ca_bundle)
+        cloud = self.sign_in_cloud()
+        return DashboardSettings(tenant, client, audience, cloud.authority, cloud.ca_bundle)
 
 
 @dataclass(frozen=True)
