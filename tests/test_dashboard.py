@@ -31,6 +31,7 @@ from sandbox.cloud import CloudSandbox
 from sandbox.functions_host import LocalFunctionsHost
 from sandbox.scenario import Scenario
 from shared.dashboard.auth import DashboardSettings, Refused, Role, TokenValidator
+from shared.dashboard.page import MODULES, STATIC_FILES, static_file
 from shared.links.service import get_service, reset_service
 from shared.spine.envelope import Source
 from tenants import DEMO_SCENARIO, FEDERATED_APP, NORTHWIND, ROOT, TAILSPIN, WOODGROVE, onboarding_message
@@ -419,14 +420,17 @@ async def test_the_data_api_answers_readers_and_lets_only_operators_act(
         )
         assert answer.headers["X-Content-Type-Options"] == "nosniff"
         assert answer.headers["Referrer-Policy"] == "no-referrer"
-        for name, status_expected in (
-            ("dashboard.js", 200),
-            ("dashboard.css", 200),
-            ("..%2Findex.html", 404),
-            ("x.py", 404),
-        ):
+        # Each module, as the page's relative URLs name it, with its content type; nothing else.
+        for name in (*MODULES, "dashboard.css"):
             async with http.get(f"{host.base_url}/api/dashboard/static/{name}") as answer:
-                assert answer.status == status_expected, name
+                assert answer.status == 200, name
+                assert answer.headers["Content-Type"] == STATIC_FILES[name], name
+                assert answer.headers["X-Content-Type-Options"] == "nosniff", name
+                assert await answer.read() == (ROOT / "dashboard" / name).read_bytes(), name
+        assert STATIC_FILES["main.js"] == "text/javascript; charset=utf-8"
+        for name in ("dashboard.js", "nope.js", "index.html", "..%2Findex.html", "x.py", "Main.js"):
+            async with http.get(f"{host.base_url}/api/dashboard/static/{name}") as answer:
+                assert answer.status == 404, name
 
 
 # ---- a real browser --------------------------------------------------------------------------------
@@ -628,10 +632,63 @@ async def test_a_reader_sees_but_is_refused_the_action(
 def test_the_page_ships_no_inline_script_or_style_and_nothing_from_elsewhere() -> None:
     page = (ROOT / "dashboard" / "index.html").read_text()
     assert "<style" not in page and "style=" not in page and not re.search(r"\son[a-z]+=", page)
-    assert '<script src="dashboard/static/dashboard.js" defer></script>' in page
+    assert '<script type="module" src="dashboard/static/main.js"></script>' in page
     assert page.count("<script") == 1
-    for name in ("index.html", "dashboard.js", "dashboard.css"):
+    for name in ("index.html", "dashboard.css", *MODULES):
         # The SVG namespace names the element kind the chart creates; nothing is fetched from it.
         text = (ROOT / "dashboard" / name).read_text().replace('"http://www.w3.org/2000/svg"', "")
         assert "http://" not in text and "https://" not in text and "//cdn" not in text, name
-    assert "innerHTML" not in (ROOT / "dashboard" / "dashboard.js").read_text()
+    for name in MODULES:
+        text = (ROOT / "dashboard" / name).read_text()
+        assert "innerHTML" not in text and "outerHTML" not in text and "insertAdjacentHTML" not in text, name
+        assert "document.write" not in text and "eval(" not in text, name
+
+
+IMPORT = re.compile(r'^\s*(?:import|export)\b[^;"\']*?\bfrom\s+"([^"]+)";', re.MULTILINE | re.DOTALL)
+
+
+def test_every_module_is_allow_listed_and_imports_only_allow_listed_modules() -> None:
+    """The modules on disk are exactly the allow-list, and every import is a sibling on it: resolved
+    against /api/dashboard/static/<module>.js, "./name.js" is /api/dashboard/static/name.js."""
+    on_disk = {path.name for path in (ROOT / "dashboard").glob("*.js")}
+    assert on_disk == set(MODULES)
+    assert all(STATIC_FILES[name] == "text/javascript; charset=utf-8" for name in MODULES)
+    imported: set[str] = set()
+    for name in MODULES:
+        text = (ROOT / "dashboard" / name).read_text()
+        assert "import(" not in text, name  # no dynamic import: every module is named up front
+        specifiers = IMPORT.findall(text)
+        assert len(specifiers) == len(re.findall(r"^\s*import\b", text, re.MULTILINE)), name
+        for specifier in specifiers:
+            assert re.fullmatch(r"\./[a-z]+\.js", specifier), (name, specifier)
+            assert specifier[2:] in MODULES, (name, specifier)
+            imported.add(specifier[2:])
+    assert imported | {"main.js"} == set(MODULES)  # each module is reached from main.js's imports
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_every_module_parses_as_an_es_module() -> None:
+    import subprocess
+
+    for name in MODULES:
+        text = (ROOT / "dashboard" / name).read_text()
+        done = subprocess.run(
+            ["node", "--input-type=module", "--check"], input=text, capture_output=True, text=True
+        )
+        assert done.returncode == 0, (name, done.stderr)
+
+
+def test_the_static_allow_list_serves_modules_as_javascript_and_nothing_else() -> None:
+    settings = DashboardSettings(
+        tenant_id=PARTNER_TENANT,
+        client_id="client",
+        audience="api://x",
+        authority="https://login.example",
+        ca_bundle=None,
+    )
+    for name in MODULES:
+        response = static_file(name, settings)
+        assert (response.status, response.content_type) == (200, "text/javascript; charset=utf-8"), name
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    for name in ("dashboard.js", "nope.js", "../index.html", "index.html", "MAIN.JS", ""):
+        assert static_file(name, settings).status == 404, name

@@ -113,6 +113,9 @@ def test_the_package_holds_what_the_function_app_runs(project: Path) -> None:
             if "__pycache__" not in path.parts
         }
         assert sources and sources <= uploaded, sorted(sources - uploaded)
+    # The dashboard's page and its modules are served from the package (shared/dashboard/page.py).
+    page = {path.relative_to(project).as_posix() for path in (project / "dashboard").iterdir()}
+    assert page and page <= uploaded, sorted(page - uploaded)
     # Nothing of the tool-chain, tests, sandbox or infrastructure goes to Azure.
     for prefix in ("tests/", "sandbox/", "infra/", "docs/", "palctl/", "bench/", "api/", ".ci/"):
         assert not [name for name in uploaded if name.startswith(prefix)], prefix

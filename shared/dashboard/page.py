@@ -1,10 +1,12 @@
 """The dashboard's page and its static files, as shipped in the top-level `dashboard/` folder.
 
-One HTML page, one stylesheet and one script, no build step and nothing from a CDN. The HTML carries
-the sign-in settings the script needs (authority, tenant, client ID, scope) in `<meta>` tags, since
-the Content-Security-Policy allows no inline script. Every answer carries the same strict headers;
-`connect-src` names the sign-in authority besides the app itself, because the page redeems its
-authorization code at the authority's token endpoint (the OAuth 2.0 code flow with PKCE).
+One HTML page, one stylesheet and the script as native ES modules (index.html loads `main.js` with
+`<script type="module">`, which imports the others by their relative URLs): no build step, no
+bundler and nothing from a CDN. The HTML carries the sign-in settings the script needs (authority,
+tenant, client ID, scope) in `<meta>` tags, since the Content-Security-Policy allows no inline
+script. Every answer carries the same strict headers; `connect-src` names the sign-in authority
+besides the app itself, because the page redeems its authorization code at the authority's token
+endpoint (the OAuth 2.0 code flow with PKCE).
 """
 
 from __future__ import annotations
@@ -17,10 +19,25 @@ from urllib.parse import urlsplit
 from shared.dashboard.auth import DashboardSettings
 
 ROOT = Path(__file__).resolve().parents[2] / "dashboard"
-STATIC_FILES = {
-    "dashboard.css": "text/css; charset=utf-8",
-    "dashboard.js": "text/javascript; charset=utf-8",
-}
+JAVASCRIPT = "text/javascript; charset=utf-8"
+MODULES = (
+    "main.js",
+    "signin.js",
+    "api.js",
+    "errors.js",
+    "status.js",
+    "dom.js",
+    "format.js",
+    "fleet.js",
+    "charts.js",
+    "links.js",
+    "customer.js",
+    "live.js",
+    "attribution.js",
+    "actions.js",
+)
+"""The script's modules: `main.js` and every module it imports, each under dashboard/static/<name>."""
+STATIC_FILES = {"dashboard.css": "text/css; charset=utf-8"} | dict.fromkeys(MODULES, JAVASCRIPT)
 """The only files served under dashboard/static/: a fixed allow-list, never a path from the request."""
 
 
