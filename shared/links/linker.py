@@ -34,6 +34,7 @@ from shared.spine.identifiers import is_partner_id
 from shared.spine.identity import Identity
 from shared.spine.outcomes import Outcome, OutcomeKind
 from shared.spine.settings import OnOtherPartner, Settings
+from shared.spine.transport import drop_idle_policies
 from shared.spine.write_intent import WriteIntent
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class Linker:
                 retry_total=self._settings.sdk_retry_total,
                 authentication_policy=_TenantTokenPolicy(self._arm_scope),
             )
+            drop_idle_policies(self._shared_client._client)
         return _TenantClient(self._shared_client, _TenantAuth(credential, self._arm_scope, token))
 
     async def link(

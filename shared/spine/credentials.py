@@ -20,6 +20,7 @@ from azure.core.pipeline.transport import AioHttpTransport
 from shared.spine.errors import KeyVaultNotConfigured
 from shared.spine.identity import Identity, IdentityType
 from shared.spine.settings import Settings
+from shared.spine.transport import identity_policies
 from shared.spine.vault_secret import (
     CertificateNotPem,
     SecretDisabled,
@@ -177,6 +178,7 @@ class CredentialCache:
             "authority": self._settings.authority_host,
             "transport": self._transport,
             "retry_total": self._settings.sdk_retry_total,
+            "policies": identity_policies(self._settings),
         }
 
     async def get(self, tenant_id: str, identity: Identity) -> AsyncTokenCredential:

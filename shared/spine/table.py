@@ -27,6 +27,7 @@ from azure.data.tables.aio import TableClient
 from shared.spine.errors import TransientError
 from shared.spine.settings import Settings
 from shared.spine.table_row import TableRow
+from shared.spine.transport import drop_idle_policies
 
 __all__ = [
     "LedgerContention",
@@ -99,6 +100,7 @@ class Table:
 
     def __init__(self, client: TableClient) -> None:
         self.client = client
+        drop_idle_policies(getattr(client._client, "_client", None))
         self._ready = False
         self._ready_lock = asyncio.Lock()
 
