@@ -21,7 +21,7 @@ from azure.core.pipeline.policies import (
 from azure.core.pipeline.transport import AioHttpTransport
 
 from shared.spine.settings import Settings
-from shared.spine.transport import active, drop_idle_policies, identity_policies
+from shared.spine.transport import IdentityPolicies, active, drop_idle_policies
 
 
 def names(policies: list[object]) -> list[str]:
@@ -87,9 +87,13 @@ async def test_a_clients_pipeline_is_rebuilt_without_them() -> None:
 
 
 def test_a_customer_credential_keeps_retries_and_its_user_agent(settings: Settings) -> None:
-    policies = identity_policies(settings)
+    factory = IdentityPolicies(settings)
+    policies, others = factory(), factory()
     assert "AsyncRetryPolicy" in names(policies) and "UserAgentPolicy" in names(policies)
     retry = next(policy for policy in policies if isinstance(policy, AsyncRetryPolicy))
     assert retry.total_retries == settings.sdk_retry_total
     agent = next(policy for policy in policies if isinstance(policy, UserAgentPolicy))
     assert agent.user_agent.startswith("azsdk-python-identity/")
+    # The stateless policies are shared; the retry policy, linked into one pipeline, is not.
+    assert [type(policy) for policy in policies] == [type(policy) for policy in others]
+    assert policies[0] is others[0] and retry not in others

@@ -91,23 +91,23 @@ def drop_idle_policies(client: Any) -> None:
     client._pipeline = AsyncPipeline(pipeline._transport, active(policies))
 
 
-def identity_policies(settings: Settings) -> list[Any]:
+class IdentityPolicies:
     """azure-identity's token-request policies (its `_get_policies`, in its order, with its user
-    agent) without the idle ones: passed to each customer credential, so that building one builds
-    no policy it would not use."""
-    from azure.identity._internal.user_agent import USER_AGENT
+    agent) without the idle ones, for each customer credential: the stateless ones are built once
+    and shared by every credential's pipeline, the retry policy (linked into one pipeline) is built
+    for each; building a credential per tenant then builds nothing it would not use."""
 
-    return active(
-        [
+    def __init__(self, settings: Settings) -> None:
+        from azure.identity._internal.user_agent import USER_AGENT
+
+        self._retry_total = settings.sdk_retry_total
+        self._before = (
             RequestIdPolicy(),
             HeadersPolicy(),
             UserAgentPolicy(base_user_agent=USER_AGENT),
-            ProxyPolicy(),
             ContentDecodePolicy(),
-            AsyncRetryPolicy(retry_total=settings.sdk_retry_total),
-            CustomHookPolicy(),
-            NetworkTraceLoggingPolicy(),
-            DistributedTracingPolicy(),
-            HttpLoggingPolicy(),
-        ]
-    )
+        )
+        self._after = tuple(active([DistributedTracingPolicy(), HttpLoggingPolicy()]))
+
+    def __call__(self) -> list[Any]:
+        return [*self._before, AsyncRetryPolicy(retry_total=self._retry_total), *self._after]
