@@ -24,7 +24,16 @@ from shared.spine.outcomes import Outcome, OutcomeKind
 if TYPE_CHECKING:
     from shared.links.ledger import Attempt
 
-__all__ = ["STOPPED_EARNING", "Noted", "change_between", "grants_of", "log_change", "note", "roles_view"]
+__all__ = [
+    "STOPPED_EARNING",
+    "Noted",
+    "change_between",
+    "encode_grants",
+    "grants_of",
+    "log_change",
+    "note",
+    "roles_view",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +106,7 @@ def note(
         link_updated_at=record.updated if record else _kept(previous, "link_updated_at"),
         link_record_version=record.version if record else _kept(previous, "link_record_version"),
         earning=recognition.status,
-        earning_roles=_encode(recognition.grants),
+        earning_roles=encode_grants(recognition.grants),
         earning_reason=recognition.reason,
         earning_remediation=recognition.remediation,
         earning_checked_at=at,
@@ -204,7 +213,8 @@ def _item(grant: RoleGrant) -> dict[str, str | bool]:
     }
 
 
-def _encode(grants: tuple[RoleGrant, ...]) -> str:
+def encode_grants(grants: tuple[RoleGrant, ...]) -> str:
+    """The `EarningRoles` column's text for these grants (compact JSON)."""
     return json.dumps([_item(grant) for grant in grants], separators=(",", ":"))
 
 

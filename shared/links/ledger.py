@@ -50,7 +50,7 @@ from shared.spine.table import (
     delete_if_unchanged,
     write_if_unchanged,
 )
-from shared.spine.table_row import column_name
+from shared.spine.table_row import TableRow, column_name
 from shared.spine.write_intent import WriteIntent
 
 __all__ = ["Attempt", "Ledger", "LedgerContention", "LedgerView", "Recorded", "UNKNOWN_TENANT"]
@@ -233,6 +233,12 @@ class Ledger:
             if await self.table.submit(operations):
                 return Recorded(event_row_key=event_key, duplicate=False, recognition_change=change)
         raise AssertionError("unreachable: contention_pauses raises when it runs out")
+
+    async def extend_steady(self, attempt: Attempt, etag: str, columns: dict[str, Any]) -> bool:
+        """A steady night's MERGE of the link's state row, unread (`shared.links.snapshot`): False
+        when the row is no longer the one with `etag`."""
+        row = TableRow(partition_key=self.partition(attempt), row_key=state_row_key(attempt.client_id or ""))
+        return await self.table.merge_if_unchanged(row, etag, columns)
 
     async def _extend_verification(
         self, previous: LinkState, attempt: Attempt, now: datetime, recognition: Recognition | None

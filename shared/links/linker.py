@@ -7,16 +7,26 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError, ServiceRequestError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    DeserializationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ResourceNotModifiedError,
+    ServiceRequestError,
+    map_error,
+)
 from azure.core.pipeline import PipelineRequest
-from azure.core.pipeline.policies import AsyncBearerTokenCredentialPolicy
+from azure.core.pipeline.policies import AsyncBearerTokenCredentialPolicy, ContentDecodePolicy
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.core.rest import AsyncHttpResponse, HttpRequest
+from azure.mgmt.core.exceptions import ARMErrorFormat
 
 from shared.spine.credentials import CredentialSource
 from shared.spine.errors import Stage, classify_error, transient
@@ -24,6 +34,7 @@ from shared.spine.identifiers import is_partner_id
 from shared.spine.identity import Identity
 from shared.spine.outcomes import Outcome, OutcomeKind
 from shared.spine.settings import OnOtherPartner
+from shared.spine.transport import drop_idle_policies
 from shared.spine.write_intent import WriteIntent
 
 logger = logging.getLogger(__name__)
@@ -109,6 +120,7 @@ class Linker:
                 retry_total=self._settings.sdk_retry_total,
                 authentication_policy=_TenantTokenPolicy(self._arm_scope),
             )
+            drop_idle_policies(self._shared_client._client)
         return _TenantClient(self._shared_client, _TenantAuth(credential, self._arm_scope, token))
 
     async def link(
@@ -433,7 +445,7 @@ class _TenantClient:
 
     def __init__(self, client: Any, auth: _TenantAuth) -> None:
         option = {_TENANT_AUTH: auth}
-        self.partners = _TenantOperations(client.partners, option)
+        self.partners = _PartnersGet(client.partners, option)
         self.partner = _TenantOperations(client.partner, option)
 
     async def close(self) -> None:
@@ -444,6 +456,99 @@ class _TenantClient:
 
     async def __aexit__(self, *args: object) -> None:
         await self.close()
+
+
+_PARTNERS_ERRORS = {
+    401: ClientAuthenticationError,
+    404: ResourceNotFoundError,
+    409: ResourceExistsError,
+    304: ResourceNotModifiedError,
+}
+"""The generated `partners.get`'s error map."""
+
+
+@dataclass(frozen=True)
+class _Partner:
+    """The attributes of the SDK's PartnerResponse the linker reads."""
+
+    partner_id: str | None = None
+    partner_name: str | None = None
+    object_id: str | None = None
+    version: int | None = None
+    created_time: datetime | None = None
+    updated_time: datetime | None = None
+    state: str | None = None
+
+
+class _PartnersGet:
+    """`partners.get` as the SDK's generated operation sends it, through the shared client's
+    pipeline (authentication, retries, redirects) and with the same errors for any status but 200
+    (the ARM error model); a 200's body is read into `_Partner` here, without the SDK's model
+    deserializer, which cost as much CPU as the request: the nightly run sends one per link."""
+
+    def __init__(self, operations: Any, option: dict[str, _TenantAuth]) -> None:
+        self._operations = operations
+        self._option = option
+
+    async def get(self) -> _Partner:
+        operations = self._operations
+        client, api_version = operations._client, operations._config.api_version
+        request = HttpRequest(
+            "GET",
+            client.format_url("/providers/Microsoft.ManagementPartner/partners"),
+            params={"api-version": api_version},
+            headers={"Accept": "application/json"},
+        )
+        pipeline_response = await client._pipeline.run(request, stream=False, **self._option)
+        response = pipeline_response.http_response
+        if response.status_code != 200:
+            map_error(status_code=response.status_code, response=response, error_map=_PARTNERS_ERRORS)
+            error = operations._deserialize.failsafe_deserialize("Error", pipeline_response)
+            raise HttpResponseError(response=response, model=error, error_format=ARMErrorFormat)
+        document = pipeline_response.context.get(ContentDecodePolicy.CONTEXT_NAME)
+        if document is None:  # a pipeline without ContentDecodePolicy
+            document = ContentDecodePolicy.deserialize_from_http_generics(response)
+        return _partner_of(document)
+
+
+def _partner_of(document: Any) -> _Partner:
+    """A partner response's properties, typed as the SDK types them; DeserializationError (as the
+    SDK raises) for a body that is not one."""
+    properties = document.get("properties") if isinstance(document, dict) else None
+    if not isinstance(properties, dict):
+        raise DeserializationError("the partner response has no properties")
+    texts = {
+        name: properties.get(key)
+        for name, key in (
+            ("partner_id", "partnerId"),
+            ("partner_name", "partnerName"),
+            ("object_id", "objectId"),
+            ("state", "state"),
+        )
+    }
+    version = properties.get("version")
+    if any(value is not None and not isinstance(value, str) for value in texts.values()) or not (
+        version is None or (isinstance(version, int) and not isinstance(version, bool))
+    ):
+        raise DeserializationError("the partner response has a field of the wrong type")
+    return _Partner(
+        **texts,
+        version=version,
+        created_time=_moment(properties.get("createdTime")),
+        updated_time=_moment(properties.get("updatedTime")),
+    )
+
+
+def _moment(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise DeserializationError("the partner response has a time that is not ISO 8601")
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class _TenantOperations:

@@ -14,6 +14,7 @@ from shared.links.earning import stopped_in
 from shared.links.message_builder import OFFBOARDING_PROPERTIES, offboarding_body, onboarding_body
 from shared.links.rows import LinkState
 from shared.links.runs import RunSummary
+from shared.links.snapshot import snapshot_properties
 from shared.spine.envelope import (
     CHECK_PROPERTY,
     KIND_PROPERTY,
@@ -45,7 +46,11 @@ def run_id_for(moment: datetime) -> str:
 
 def verify_message(state: LinkState, run_id: str) -> OutgoingMessage | None:
     """A customer-onboarded v1 body for a known link, so verification goes through the same parser;
-    None when the state row holds no identity (or an identity type the parser has never accepted)."""
+    None when the state row holds no identity the service can sign in as (none, or a user account).
+
+    A verified row's snapshot travels with it (`shared.links.snapshot`), unless this run has
+    already checked the link (the run was started twice): that message reads the ledger and finds
+    its receipt."""
     tenant, identity = state.customer_tenant_id, state.identity
     if not (tenant and identity):
         return None
@@ -59,7 +64,10 @@ def verify_message(state: LinkState, run_id: str) -> OutgoingMessage | None:
     return OutgoingMessage(
         body,
         message_id=f"verify:{tenant}:{identity.client_id}:{run_id}",
-        properties={RUN_ID_PROPERTY: run_id},
+        properties={
+            RUN_ID_PROPERTY: run_id,
+            **(snapshot_properties(state) if state.last_run_id != run_id else {}),
+        },
     )
 
 

@@ -27,6 +27,7 @@ from shared.links.linker import BeforeWriteFailed, Linker
 from shared.links.message import MessageRejected, OnboardingRequest, parse_onboarding_message
 from shared.links.recognition import Recognition
 from shared.links.recognition_arm import RecognitionCheck
+from shared.links.snapshot import StateSnapshot, steady_columns
 from shared.links.verdicts import as_verification, not_checked, partner_not_allowed, redelivered, rejected
 from shared.spine.credentials import CredentialCache
 from shared.spine.decision import DEFERRED, Decision, NextAttempt, after_attempt, before_attempt
@@ -36,6 +37,7 @@ from shared.spine.envelope import (
     OFFBOARDED,
     ORIGINAL_ID_PROPERTY,
     PAUSES_PROPERTY,
+    REPLAY_OF_PROPERTY,
     RUN_ID_PROPERTY,
     Source,
 )
@@ -56,6 +58,10 @@ class TransientFailure(RuntimeError):
     def __init__(self, outcome: Outcome) -> None:
         self.outcome = outcome
         super().__init__(f"transient: {outcome.reason}" + (f" ({outcome.code})" if outcome.code else ""))
+
+
+class StaleSnapshot(Exception):
+    """The link's state row is no longer what the nightly run saw: read the ledger, decide again."""
 
 
 class LinkService:
@@ -152,7 +158,8 @@ class LinkService:
             outcome = rejected(rejection)
             tenant = rejection.customer_tenant_id
             return await self.record_rejection(outcome, delivery, tenant, body=body, started=started)
-        return await self._process(request, delivery, body=body, started=started)
+        snapshot = _snapshot_of(delivery, properties or {})
+        return await self._process(request, delivery, body=body, started=started, snapshot=snapshot)
 
     async def record_rejection(
         self, outcome: Outcome, delivery: Delivery, tenant: str | None, *, body: bytes, started: float
@@ -224,9 +231,25 @@ class LinkService:
         return outcome
 
     async def _process(
-        self, request: OnboardingRequest, delivery: Delivery, *, body: bytes | None, started: float
+        self,
+        request: OnboardingRequest,
+        delivery: Delivery,
+        *,
+        body: bytes | None,
+        started: float,
+        snapshot: StateSnapshot | None = None,
     ) -> Outcome:
         request = self._partner_for(request, delivery)
+        if snapshot is not None:
+            # A steady night's verify message: the nightly run read the row just now (no read here).
+            try:
+                return await self._decide(Step(request, delivery, body, started, None, snapshot))
+            except StaleSnapshot:
+                logger.info(
+                    "message %s: the link's state changed since the nightly run read it; read again",
+                    delivery.message_id,
+                    extra={"messageId": delivery.message_id},
+                )
         try:
             view = await self.ledger.view(
                 request.customer_tenant_id, delivery.chain_id, request.identity.client_id
@@ -238,13 +261,17 @@ class LinkService:
         duplicate = redelivered(view, delivery, request.customer_tenant_id)
         if duplicate is not None:
             return duplicate
-        step = Step(request, delivery, body, started, view)
+        return await self._decide(Step(request, delivery, body, started, view))
+
+    async def _decide(self, step: Step) -> Outcome:
+        """Decide what the attempt needs before linking (nothing, or a final or deferred outcome)."""
+        request, delivery, view = step.request, step.delivery, step.view
         if request.partner_id not in self.settings.allowed_partner_ids:
             # Recorded as evidence of the attempt, with no free text from the message: a rejection
             # stores only identifiers.
             step.request = dataclasses.replace(request, customer_name=None, correlation_id=None)
             return await self.finish(step, Decision(partner_not_allowed(request.partner_id)))
-        if delivery.source is Source.VERIFY and view.state is not None and view.state.is_offboarded:
+        if delivery.source is Source.VERIFY and view and view.state is not None and view.state.is_offboarded:
             # A verify message sent before the customer was offboarded: nothing is called.
             return await self.finish(step, Decision(not_checked(view.state)))
         held = self.held_back(step)
@@ -267,6 +294,8 @@ class LinkService:
         request, delivery = step.request, step.delivery
 
         async def before_write(intent: WriteIntent) -> None:
+            if step.snapshot is not None:
+                await self._confirm_snapshot(step)
             await self.ledger.record_intent(request.customer_tenant_id, delivery.chain_id, intent)
             step.view = None  # the ledger changed since it was read: `record` reads it again
 
@@ -275,6 +304,8 @@ class LinkService:
                 request.customer_tenant_id, request.identity, request.partner_id, before_write=before_write
             )
         except BeforeWriteFailed as failed:
+            if isinstance(failed.__cause__, StaleSnapshot):
+                raise failed.__cause__ from None
             error = failed.__cause__ if isinstance(failed.__cause__, Exception) else failed
             return await self.ledger_unavailable(
                 error, request.correlation_id, delivery, step.body, retry_scheduled=False
@@ -282,9 +313,8 @@ class LinkService:
         outcome = settle(outcome, step.intent)
         if delivery.source is Source.VERIFY:
             outcome = as_verification(outcome)
-            known = step.view.state.link_record_version if step.view and step.view.state else None
             step.recognition = await self.recognition.after_verification(
-                request.customer_tenant_id, request.identity, outcome, delivery.run_id, known
+                request.customer_tenant_id, request.identity, outcome, delivery.run_id, step.known_version
             )
         self.watch_credential(step, outcome)
         decision = after_attempt(
@@ -314,6 +344,10 @@ class LinkService:
 
     async def finish(self, step: Step, decision: Decision) -> Outcome:
         """Schedule the next attempt (if any), then record the outcome and log it."""
+        if step.snapshot is not None:
+            steady = await self._steady(step, decision)
+            if steady is not None:
+                return steady
         request, delivery = step.request, step.delivery
         outcome, next_attempt = decision.outcome, decision.next_attempt
         decided_at = datetime.now(UTC)
@@ -346,6 +380,49 @@ class LinkService:
             return outcome
         log_outcome(attempt, outcome)
         log_change(attempt, recorded.recognition_change)
+        return outcome
+
+    async def _confirm_snapshot(self, step: Step) -> None:
+        """Before ARM is changed: read the ledger after all, and go on only if the row is still the
+        one the nightly run saw, with no receipt or intent of this chain (else StaleSnapshot)."""
+        snapshot, step.snapshot = step.snapshot, None
+        assert snapshot is not None
+        view = await self.ledger.view(
+            step.request.customer_tenant_id, step.delivery.chain_id, step.request.identity.client_id
+        )
+        if not snapshot.holds(view):
+            raise StaleSnapshot()
+        step.view = view
+
+    async def _steady(self, step: Step, decision: Decision) -> Outcome | None:
+        """A steady night ends here with one MERGE conditioned on the snapshot's ETag; anything else
+        reads the ledger for `finish` to go on with (None). StaleSnapshot when the row changed."""
+        snapshot, step.snapshot = step.snapshot, None
+        assert snapshot is not None
+        request, delivery, outcome = step.request, step.delivery, decision.outcome
+        decided_at = datetime.now(UTC)
+        attempt = _attempt(step, decided_at, None)
+        columns = None
+        if decision.next_attempt is None:
+            columns = steady_columns(snapshot, attempt, outcome, step.recognition, decided_at)
+        try:
+            if columns is not None:
+                written = await self.ledger.extend_steady(attempt, snapshot.etag, columns)
+            else:
+                step.view = await self.ledger.view(
+                    request.customer_tenant_id, delivery.chain_id, request.identity.client_id
+                )
+        except Exception as error:
+            return await self.ledger_unavailable(
+                error, request.correlation_id, delivery, step.body, retry_scheduled=False
+            )
+        if columns is None:
+            if step.view is None or not snapshot.holds(step.view):
+                raise StaleSnapshot()
+            return None
+        if not written:
+            raise StaleSnapshot()
+        log_outcome(attempt, outcome)
         return outcome
 
     async def ledger_unavailable(
@@ -427,6 +504,8 @@ class Step:
     body: bytes | None
     started: float
     view: LedgerView | None
+    snapshot: StateSnapshot | None = None
+    """What the nightly run saw of the link's state row, while the ledger has not been read."""
     intent: WriteIntent | None = dataclasses.field(init=False)
     recognition: Recognition | None = dataclasses.field(default=None, init=False)
     """The link's Azure recognition, when a nightly verification checked it."""
@@ -436,6 +515,24 @@ class Step:
 
     def can_reschedule(self, sender: QueueSender | None) -> bool:
         return self.body is not None and sender is not None
+
+    @property
+    def known_version(self) -> int | None:
+        """The version of the link's own record the ledger holds (read with it, or in the snapshot)."""
+        if self.view is not None and self.view.state is not None:
+            return self.view.state.link_record_version
+        return self.snapshot.record_version if self.snapshot is not None else None
+
+
+def _snapshot_of(delivery: Delivery, properties: Mapping[str, Any]) -> StateSnapshot | None:
+    """The state snapshot of a verify message's first delivery as the nightly run sent it; None for
+    anything else (a redelivery, a scheduled copy, a replay: an earlier attempt may have left a
+    receipt or an intent that only a read finds)."""
+    first = delivery.delivery_count == 1 and delivery.attempt == 1 and delivery.pauses == 0
+    sent_as_is = delivery.original_id == delivery.message_id and REPLAY_OF_PROPERTY not in properties
+    if delivery.source is not Source.VERIFY or not (first and sent_as_is):
+        return None
+    return StateSnapshot.of_properties(properties)
 
 
 def _credential_key(request: OnboardingRequest) -> tuple[str, ...]:

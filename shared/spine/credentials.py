@@ -20,6 +20,7 @@ from azure.core.pipeline.transport import AioHttpTransport
 from shared.spine.errors import KeyVaultNotConfigured
 from shared.spine.identity import Identity, IdentityType
 from shared.spine.settings import Settings
+from shared.spine.transport import IdentityPolicies
 from shared.spine.vault_secret import (
     CertificateNotPem,
     SecretDisabled,
@@ -164,6 +165,7 @@ class CredentialCache:
         self._entries: OrderedDict[CredentialKey, asyncio.Future[AsyncTokenCredential]] = OrderedDict()
         self._secret_client: Any = None
         self._assertion: HostAssertion | None = None
+        self._policies = IdentityPolicies(settings)
 
     @property
     def host_credential(self) -> AsyncTokenCredential:
@@ -190,6 +192,7 @@ class CredentialCache:
             "authority": self._settings.authority_host,
             "transport": self._transport,
             "retry_total": self._settings.sdk_retry_total,
+            "policies": self._policies(),
         }
 
     async def get(self, tenant_id: str, identity: Identity) -> AsyncTokenCredential:

@@ -31,6 +31,9 @@ CHECK_PROPERTY = "palCheck"
 """The number of a run-summary check."""
 REPLAY_OF_PROPERTY = "palReplayOf"
 """Set by `palctl dlq replay`: the MessageId of the dead-lettered message this one replays."""
+STATE_PROPERTY = "palLinkState"
+"""On a verify message: what the nightly run saw of the link's state row (`shared.links.snapshot`),
+so that a steady night writes without reading it first. Absent or malformed: the ledger is read."""
 MAX_COUNTER = 10_000
 _RUN_ID = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}|[A-Za-z0-9-]{1,40}")
 
