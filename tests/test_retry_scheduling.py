@@ -85,9 +85,12 @@ async def _final_outcomes(timeout: float) -> dict[str, list[str]]:
 async def test_concurrent_first_retries_on_a_cold_host_escape_nothing(
     fleet_host: LocalFunctionsHost, fleet_cloud: CloudSandbox, broker: ServiceBusBroker
 ) -> None:
-    # Every ARM call fails until all 32 first attempts have been made: each schedules its retry
-    # through the one shared sender at about the same moment, before any link to the broker is open.
-    fleet_cloud.add_fault("*", FaultRule(target="arm", kind="status", status=503, count=32))
+    # Every tenant's first ARM call fails: all 32 first attempts schedule their retry through the one
+    # shared sender at about the same moment, before any link to the broker is open. One fault per
+    # tenant (not 32 shared by all): on a loaded machine an early retry could otherwise take a fault
+    # meant for a first attempt that had not reached ARM yet.
+    for tenant in FLEET:
+        fleet_cloud.add_fault(tenant, FaultRule(target="arm", kind="status", status=503, count=1))
     await _send_fleet(broker.connection_string)
 
     outcomes = await _final_outcomes(timeout=60)
