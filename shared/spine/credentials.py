@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Protocol
 
-from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
+from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.pipeline.transport import AioHttpTransport
@@ -20,6 +20,7 @@ from azure.core.pipeline.transport import AioHttpTransport
 from shared.spine.errors import KeyVaultNotConfigured
 from shared.spine.identity import Identity, IdentityType
 from shared.spine.settings import Settings
+from shared.spine.token_request import AssertionTokenCredential, TokenEndpoint
 from shared.spine.transport import IdentityPolicies
 from shared.spine.vault_secret import (
     CertificateNotPem,
@@ -76,13 +77,11 @@ class HostAssertion:
             return fresh
 
 
-class _FederatedCredential:
-    """ClientAssertionCredential whose assertion is the Function App's managed-identity token.
-
-    ClientAssertionCredential wants a synchronous callable; making sure just before each token
-    request that the assertion is fresh (asynchronously, `HostAssertion`) keeps the event loop free.
-    The inner credential calls the callable only when it asks Entra ID for a token.
-    """
+class _FederatedCredential(AssertionTokenCredential):
+    """The app's credential in a customer tenant, signed in with a federated assertion: the Function
+    App's managed-identity token (`HostAssertion`, fetched asynchronously and only when a token is
+    requested), posted by the lean token request (`shared/spine/token_request.py`) instead of
+    azure-identity's ClientAssertionCredential."""
 
     def __init__(
         self,
@@ -92,35 +91,24 @@ class _FederatedCredential:
         audience: str,
         *,
         assertion: HostAssertion | None = None,
+        endpoint: TokenEndpoint | None = None,
+        authority: str | None = None,
+        transport: AioHttpTransport | None = None,
+        retry_total: int = 3,
         **kwargs: Any,
     ) -> None:
-        from azure.identity.aio import ClientAssertionCredential
-
         self._source = assertion or HostAssertion(host, audience)
-        self._assertion = ""
-        self._inner = ClientAssertionCredential(tenant_id, client_id, lambda: self._assertion, **kwargs)
+        owns = endpoint is None
+        if endpoint is None:
+            if authority is None:
+                from azure.identity._internal.utils import get_default_authority
 
-    async def _refresh_assertion(self) -> None:
-        self._assertion = await self._source.get()
+                authority = get_default_authority()
+            endpoint = TokenEndpoint(authority, transport, retry_total=retry_total)
+        super().__init__(tenant_id, client_id, self._source.get, endpoint, owns_endpoint=owns)
 
-    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        await self._refresh_assertion()
-        return await self._inner.get_token(*scopes, **kwargs)
-
-    async def get_token_info(
-        self, *scopes: str, options: TokenRequestOptions | None = None
-    ) -> AccessTokenInfo:
-        await self._refresh_assertion()
-        return await self._inner.get_token_info(*scopes, options=options)
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-    async def __aenter__(self) -> _FederatedCredential:
-        return self
-
-    async def __aexit__(self, *args: object) -> None:
-        await self.close()
+    async def _refresh_assertion(self) -> str:
+        return await self._source.get()
 
 
 CredentialKey = tuple[str, str, IdentityType, str | None]
@@ -165,6 +153,7 @@ class CredentialCache:
         self._entries: OrderedDict[CredentialKey, asyncio.Future[AsyncTokenCredential]] = OrderedDict()
         self._secret_client: Any = None
         self._assertion: HostAssertion | None = None
+        self._endpoint: TokenEndpoint | None = None
         self._policies = IdentityPolicies(settings)
 
     @property
@@ -232,13 +221,17 @@ class CredentialCache:
         if identity.type is IdentityType.FEDERATED:
             if self._assertion is None:
                 self._assertion = HostAssertion(self.host_credential, self._settings.federated_token_audience)
+            if self._endpoint is None:
+                self._endpoint = TokenEndpoint(
+                    self._settings.authority_host, self._transport, retry_total=self._settings.sdk_retry_total
+                )
             return _FederatedCredential(
                 tenant_id,
                 identity.client_id,
                 self.host_credential,
                 self._settings.federated_token_audience,
                 assertion=self._assertion,
-                **self._client_kwargs(),
+                endpoint=self._endpoint,
             )
         assert identity.key_vault_secret_name is not None
         use = SecretUse(identity.key_vault_secret_name, tenant_id, identity.client_id, identity.type)
