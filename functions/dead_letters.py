@@ -22,7 +22,10 @@ async def _record(message: func.ServiceBusMessage, source: Source) -> None:
 
     link_service = await service()
     try:
-        await link_service.record_dead_letter(
+        from shared.links.dead_letters import record_dead_letter
+
+        await record_dead_letter(
+            link_service,
             message.get_body(),
             message_id=message.message_id or "",
             delivery_count=message.delivery_count or 1,

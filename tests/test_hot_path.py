@@ -20,7 +20,8 @@ from azure.core.rest import HttpRequest
 
 from sandbox.cloud import CloudSandbox
 from sandbox.scenario import FaultRule
-from shared.links.linker import _TENANT_AUTH, Linker, _TenantAuth, _TenantTokenPolicy
+from shared.links.arm_client import TENANT_AUTH, TenantAuth, TenantTokenPolicy
+from shared.links.linker import Linker
 from shared.spine.credentials import CredentialCache, HostAssertion
 from shared.spine.identity import Identity, IdentityType
 from shared.spine.outcomes import OutcomeKind
@@ -139,7 +140,7 @@ class Answering(AsyncHttpTransport):
 
 
 async def _run(transport: Answering, url: str = "https://arm.example/partners", **options: Any) -> Any:
-    pipeline = AsyncPipeline(transport, policies=[_TenantTokenPolicy(SCOPE)])
+    pipeline = AsyncPipeline(transport, policies=[TenantTokenPolicy(SCOPE)])
     response = await pipeline.run(HttpRequest("GET", url), **options)
     return response.http_response
 
@@ -148,9 +149,9 @@ async def test_the_token_given_with_the_call_is_sent_and_the_option_stays_out_of
     credential = Credential()
     transport = Answering(Reply(200))
     token = AccessToken("given", int(time.time()) + 3600)
-    await _run(transport, **{_TENANT_AUTH: _TenantAuth(credential, SCOPE, token)})
+    await _run(transport, **{TENANT_AUTH: TenantAuth(credential, SCOPE, token)})
     ((authorization, options),) = transport.sent
-    assert authorization == "Bearer given" and _TENANT_AUTH not in options
+    assert authorization == "Bearer given" and TENANT_AUTH not in options
     assert credential.asked == []  # the token link already holds is not asked for again
 
 
@@ -158,7 +159,7 @@ async def test_a_token_near_its_expiry_is_asked_of_the_credential_again() -> Non
     credential = Credential()
     transport = Answering(Reply(200))
     expiring = AccessToken("expiring", int(time.time()) + 60)
-    await _run(transport, **{_TENANT_AUTH: _TenantAuth(credential, SCOPE, expiring)})
+    await _run(transport, **{TENANT_AUTH: TenantAuth(credential, SCOPE, expiring)})
     assert transport.sent[0][0] == "Bearer token-1"
     assert credential.asked == [{"scopes": (SCOPE,)}]
 
@@ -172,7 +173,7 @@ async def test_a_claims_challenge_is_answered_with_a_token_for_those_claims_and_
     credential = Credential()
     transport = Answering(Reply(401, {"WWW-Authenticate": challenge}), Reply(200))
     token = AccessToken("given", int(time.time()) + 3600)
-    response = await _run(transport, **{_TENANT_AUTH: _TenantAuth(credential, SCOPE, token)})
+    response = await _run(transport, **{TENANT_AUTH: TenantAuth(credential, SCOPE, token)})
     assert response.status_code == 200
     assert [header for header, _ in transport.sent] == ["Bearer given", "Bearer token-1"]
     assert credential.asked == [{"scopes": (SCOPE,), "claims": claims}]
@@ -182,7 +183,7 @@ async def test_a_401_without_a_claims_challenge_is_returned_as_it_is() -> None:
     credential = Credential()
     transport = Answering(Reply(401, {"WWW-Authenticate": 'Bearer error="invalid_token"'}))
     token = AccessToken("given", int(time.time()) + 3600)
-    response = await _run(transport, **{_TENANT_AUTH: _TenantAuth(credential, SCOPE, token)})
+    response = await _run(transport, **{TENANT_AUTH: TenantAuth(credential, SCOPE, token)})
     assert response.status_code == 401 and len(transport.sent) == 1 and credential.asked == []
 
 
@@ -200,7 +201,7 @@ async def test_no_token_goes_over_plain_http() -> None:
         await _run(
             transport,
             "http://arm.example/partners",
-            **{_TENANT_AUTH: _TenantAuth(Credential(), SCOPE, token)},
+            **{TENANT_AUTH: TenantAuth(Credential(), SCOPE, token)},
         )
     assert transport.sent == []
 

@@ -13,7 +13,8 @@ from azure.core.exceptions import DeserializationError, HttpResponseError
 
 from sandbox.cloud import CloudSandbox
 from sandbox.scenario import FaultRule
-from shared.links.linker import _TENANT_AUTH, Linker, _partner_of
+from shared.links.arm_client import TENANT_AUTH, partner_of
+from shared.links.linker import Linker
 from shared.spine.credentials import CredentialCache
 from shared.spine.identity import Identity, IdentityType
 from shared.spine.settings import Settings
@@ -36,7 +37,7 @@ async def both(linker: Linker, tenant: str = TAILSPIN) -> tuple[Any, Any]:
     """What the light `get` and the SDK's `get` answer for the tenant's federated identity: the
     value, or the error's type, status and ARM error code."""
     client = await linker._signed_in(tenant, Identity(IdentityType.FEDERATED, FEDERATED_APP))
-    option = {_TENANT_AUTH: client.partners._option[_TENANT_AUTH]}
+    option = {TENANT_AUTH: client.partners._option[TENANT_AUTH]}
 
     async def answer(get: Any) -> Any:
         try:
@@ -71,7 +72,7 @@ def test_a_body_that_is_not_a_partner_is_refused_as_the_sdk_refuses_it() -> None
         "version": 2,
         "createdTime": "2026-01-02T03:04:05.1234567Z",
     }
-    found = _partner_of({"properties": properties})
+    found = partner_of({"properties": properties})
     assert (found.partner_id, found.version, found.state) == ("1234567", 2, None)
     assert found.created_time == datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
     for bad in (
@@ -85,4 +86,4 @@ def test_a_body_that_is_not_a_partner_is_refused_as_the_sdk_refuses_it() -> None
         {"properties": {**properties, "updatedTime": 5}},
     ):
         with pytest.raises(DeserializationError):
-            _partner_of(bad)
+            partner_of(bad)

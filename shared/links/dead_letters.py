@@ -15,8 +15,10 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from shared.links.alerts import log_outcome
+from shared.links.delivery import Delivery
 from shared.links.ledger import Attempt
 from shared.links.message import (
     MessageRejected,
@@ -26,6 +28,9 @@ from shared.links.message import (
 )
 from shared.spine.envelope import Source
 from shared.spine.outcomes import Outcome, OutcomeKind
+
+if TYPE_CHECKING:
+    from shared.links.service import LinkService
 
 logger = logging.getLogger(__name__)
 
@@ -96,3 +101,45 @@ def dead_letter_attempt(
     except MessageRejected as rejection:
         return dataclasses.replace(base, customer_tenant_id=rejection.customer_tenant_id), outcome
     return base.about(request), outcome
+
+
+async def record_dead_letter(
+    service: LinkService,
+    body: bytes,
+    *,
+    message_id: str,
+    delivery_count: int,
+    properties: Mapping[str, Any],
+    source: Source,
+) -> Outcome:
+    """Record a dead-lettered message as a final `failed` attempt, once.
+
+    Raises when the ledger cannot be written, so that the message stays in the dead-letter
+    queue; nothing else about the message can make it raise.
+    """
+    delivery = Delivery.of_message(message_id, source, delivery_count, properties, body)
+    letter = DeadLetter(
+        body=body,
+        message_id=delivery.message_id,
+        original_id=delivery.original_id,
+        delivery_count=delivery_count,
+        reason=broker_reason(properties),
+        attempt=delivery.attempt,
+        body_digest=delivery.body_digest,
+    )
+    attempt, outcome = dead_letter_attempt(
+        letter,
+        source=source.value,
+        default_partner_id=service.settings.partner_id,
+        max_bytes=service.settings.max_message_bytes,
+    )
+    recorded = await service.ledger.record(attempt, outcome)
+    if recorded.duplicate:
+        logger.info(
+            "dead-lettered message %s already has a final outcome; nothing recorded",
+            delivery.message_id,
+            extra={"messageId": delivery.message_id},
+        )
+        return outcome
+    log_outcome(attempt, outcome)
+    return outcome

@@ -32,7 +32,8 @@ from shared.links.message import (
     unknown_kind,
 )
 from shared.links.rows import LinkState
-from shared.links.service import LinkService, Step
+from shared.links.service import LinkService
+from shared.links.step import Step
 from shared.links.verdicts import redelivered, rejected
 from shared.spine.decision import Decision, after_attempt
 from shared.spine.envelope import Source, is_offboarding

@@ -19,25 +19,23 @@ from typing import Any
 from azure.core.pipeline.transport import AioHttpTransport
 
 from shared.links.alerts import alert_credential_broken, alert_foreign_partner, log_deferral, log_outcome
-from shared.links.dead_letters import DeadLetter, broker_reason, dead_letter_attempt
 from shared.links.delivery import Delivery
 from shared.links.earning import log_change
-from shared.links.ledger import Attempt, Ledger, LedgerView
+from shared.links.ledger import Attempt, Ledger
 from shared.links.linker import BeforeWriteFailed, Linker
 from shared.links.message import MessageRejected, OnboardingRequest, parse_onboarding_message
-from shared.links.recognition import Recognition
 from shared.links.recognition_arm import RecognitionCheck
 from shared.links.snapshot import StateSnapshot, steady_columns
+from shared.links.step import Step, attempt_of, credential_key, elapsed_ms, snapshot_of
 from shared.links.verdicts import as_verification, not_checked, partner_not_allowed, redelivered, rejected
 from shared.spine.credentials import CredentialCache
-from shared.spine.decision import DEFERRED, Decision, NextAttempt, after_attempt, before_attempt
+from shared.spine.decision import DEFERRED, Decision, after_attempt, before_attempt
 from shared.spine.envelope import (
     ATTEMPT_PROPERTY,
     KIND_PROPERTY,
     OFFBOARDED,
     ORIGINAL_ID_PROPERTY,
     PAUSES_PROPERTY,
-    REPLAY_OF_PROPERTY,
     RUN_ID_PROPERTY,
     Source,
 )
@@ -158,7 +156,7 @@ class LinkService:
             outcome = rejected(rejection)
             tenant = rejection.customer_tenant_id
             return await self.record_rejection(outcome, delivery, tenant, body=body, started=started)
-        snapshot = _snapshot_of(delivery, properties or {})
+        snapshot = snapshot_of(delivery, properties or {})
         return await self._process(request, delivery, body=body, started=started, snapshot=snapshot)
 
     async def record_rejection(
@@ -171,7 +169,7 @@ class LinkService:
             source=delivery.source.value,
             customer_tenant_id=tenant,
             delivery_count=delivery.delivery_count,
-            duration_ms=_elapsed_ms(started),
+            duration_ms=elapsed_ms(started),
             run_id=delivery.run_id,
             original_message_id=delivery.original_id,
             body_digest=delivery.body_digest,
@@ -188,47 +186,6 @@ class LinkService:
         message_id = f"relink:{uuid.uuid4()}"
         delivery = Delivery(message_id=message_id, original_id=message_id, source=Source.RELINK)
         return await self._process(request, delivery, body=None, started=time.monotonic())
-
-    async def record_dead_letter(
-        self,
-        body: bytes,
-        *,
-        message_id: str,
-        delivery_count: int,
-        properties: Mapping[str, Any],
-        source: Source,
-    ) -> Outcome:
-        """Record a dead-lettered message as a final `failed` attempt, once.
-
-        Raises when the ledger cannot be written, so that the message stays in the dead-letter
-        queue; nothing else about the message can make it raise.
-        """
-        delivery = Delivery.of_message(message_id, source, delivery_count, properties, body)
-        letter = DeadLetter(
-            body=body,
-            message_id=delivery.message_id,
-            original_id=delivery.original_id,
-            delivery_count=delivery_count,
-            reason=broker_reason(properties),
-            attempt=delivery.attempt,
-            body_digest=delivery.body_digest,
-        )
-        attempt, outcome = dead_letter_attempt(
-            letter,
-            source=source.value,
-            default_partner_id=self.settings.partner_id,
-            max_bytes=self.settings.max_message_bytes,
-        )
-        recorded = await self.ledger.record(attempt, outcome)
-        if recorded.duplicate:
-            logger.info(
-                "dead-lettered message %s already has a final outcome; nothing recorded",
-                delivery.message_id,
-                extra={"messageId": delivery.message_id},
-            )
-            return outcome
-        log_outcome(attempt, outcome)
-        return outcome
 
     async def _process(
         self,
@@ -283,7 +240,7 @@ class LinkService:
         held = before_attempt(
             step.delivery.counters,
             self.policy,
-            paused_for=self.breaker.remaining(_credential_key(step.request)),
+            paused_for=self.breaker.remaining(credential_key(step.request)),
             can_reschedule=step.can_reschedule(self.sender),
         )
         if held is not None and held.outcome.code == DEFERRED.code:
@@ -326,7 +283,7 @@ class LinkService:
 
     def watch_credential(self, step: Step, outcome: Outcome) -> None:
         """Open the credential's breaker when it is found broken (one ALERT), close it when it works."""
-        key = _credential_key(step.request)
+        key = credential_key(step.request)
         if outcome.kind is OutcomeKind.PARTNER_CREDENTIAL_BROKEN:
             if self.breaker.trip(key, self.policy.credential_pause_seconds):
                 alert_credential_broken(step.request, outcome, self.policy.credential_pause_seconds)
@@ -351,7 +308,7 @@ class LinkService:
         request, delivery = step.request, step.delivery
         outcome, next_attempt = decision.outcome, decision.next_attempt
         decided_at = datetime.now(UTC)
-        attempt = _attempt(step, decided_at, next_attempt)
+        attempt = attempt_of(step, decided_at, next_attempt)
         if next_attempt is not None:
             # Scheduled before the outcome is recorded: if we crash in between, the redelivered
             # message schedules the same MessageId again and duplicate detection drops the copy;
@@ -401,7 +358,7 @@ class LinkService:
         assert snapshot is not None
         request, delivery, outcome = step.request, step.delivery, decision.outcome
         decided_at = datetime.now(UTC)
-        attempt = _attempt(step, decided_at, None)
+        attempt = attempt_of(step, decided_at, None)
         columns = None
         if decision.next_attempt is None:
             columns = steady_columns(snapshot, attempt, outcome, step.recognition, decided_at)
@@ -492,72 +449,6 @@ class LinkService:
             properties=properties,
             correlation_id=correlation_id,
         )
-
-
-@dataclasses.dataclass
-class Step:
-    """One attempt on its way through the service: the request, where it came from, what the
-    ledger said before linking (None once the ledger has changed since)."""
-
-    request: OnboardingRequest
-    delivery: Delivery
-    body: bytes | None
-    started: float
-    view: LedgerView | None
-    snapshot: StateSnapshot | None = None
-    """What the nightly run saw of the link's state row, while the ledger has not been read."""
-    intent: WriteIntent | None = dataclasses.field(init=False)
-    recognition: Recognition | None = dataclasses.field(default=None, init=False)
-    """The link's Azure recognition, when a nightly verification checked it."""
-
-    def __post_init__(self) -> None:
-        self.intent = self.view.intent if self.view is not None else None
-
-    def can_reschedule(self, sender: QueueSender | None) -> bool:
-        return self.body is not None and sender is not None
-
-    @property
-    def known_version(self) -> int | None:
-        """The version of the link's own record the ledger holds (read with it, or in the snapshot)."""
-        if self.view is not None and self.view.state is not None:
-            return self.view.state.link_record_version
-        return self.snapshot.record_version if self.snapshot is not None else None
-
-
-def _snapshot_of(delivery: Delivery, properties: Mapping[str, Any]) -> StateSnapshot | None:
-    """The state snapshot of a verify message's first delivery as the nightly run sent it; None for
-    anything else (a redelivery, a scheduled copy, a replay: an earlier attempt may have left a
-    receipt or an intent that only a read finds)."""
-    first = delivery.delivery_count == 1 and delivery.attempt == 1 and delivery.pauses == 0
-    sent_as_is = delivery.original_id == delivery.message_id and REPLAY_OF_PROPERTY not in properties
-    if delivery.source is not Source.VERIFY or not (first and sent_as_is):
-        return None
-    return StateSnapshot.of_properties(properties)
-
-
-def _credential_key(request: OnboardingRequest) -> tuple[str, ...]:
-    identity = request.identity
-    return (identity.type.value, identity.client_id, identity.key_vault_secret_name or "")
-
-
-def _attempt(step: Step, decided_at: datetime, next_attempt: NextAttempt | None) -> Attempt:
-    delivery = step.delivery
-    return Attempt(
-        message_id=delivery.message_id,
-        source=delivery.source.value,
-        delivery_count=delivery.delivery_count,
-        duration_ms=_elapsed_ms(step.started),
-        attempt=delivery.attempt,
-        next_attempt_at=decided_at + timedelta(seconds=next_attempt.delay) if next_attempt else None,
-        run_id=delivery.run_id,
-        original_message_id=delivery.original_id,
-        body_digest=delivery.body_digest,
-        next_attempt=next_attempt.number if next_attempt else None,
-    ).about(step.request)
-
-
-def _elapsed_ms(started: float) -> float:
-    return (time.monotonic() - started) * 1000
 
 
 _services: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[LinkService]] = (
