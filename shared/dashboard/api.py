@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -258,29 +258,41 @@ class DashboardApi:
     async def relink(self, authorization: str | None, customer_tenant_id: str, body: bytes) -> ApiResponse:
         """POST dashboard/data/customers/{tenant}/relink: the operators' relink, attributed to the
         signed-in operator (PalAutopilot.Operator only)."""
-        caller = await self._caller(authorization, Role.OPERATOR)
-        if isinstance(caller, ApiResponse):
-            return caller
-        actor = actor_text(caller.object_id, caller.name)
-        with acting_as(actor):
-            answer = await self._links.relink(customer_tenant_id, body)
-        if answer.body is not None and answer.status in (200, 403, 503):
-            answer.body["actor"] = actor
-        self._acted(caller, "relinked", customer_tenant_id)
-        return answer
+        return await self._as_operator(
+            authorization,
+            customer_tenant_id,
+            "relinked",
+            lambda: self._links.relink(customer_tenant_id, body),
+        )
 
     async def offboard(self, authorization: str | None, customer_tenant_id: str, body: bytes) -> ApiResponse:
         """POST dashboard/data/customers/{tenant}/offboard: the operators' offboard (the link is
         removed, the customer no longer checked), attributed to the operator (Operator only)."""
+        return await self._as_operator(
+            authorization,
+            customer_tenant_id,
+            "offboarded",
+            lambda: self._links.offboard(customer_tenant_id, body),
+        )
+
+    async def _as_operator(
+        self,
+        authorization: str | None,
+        customer_tenant_id: str,
+        what: str,
+        act: Callable[[], Awaitable[ApiResponse]],
+    ) -> ApiResponse:
+        """An operators' API call made as the signed-in operator: the link service records them as
+        the actor of the history event, and the answer names them."""
         caller = await self._caller(authorization, Role.OPERATOR)
         if isinstance(caller, ApiResponse):
             return caller
         actor = actor_text(caller.object_id, caller.name)
         with acting_as(actor):
-            answer = await self._links.offboard(customer_tenant_id, body)
+            answer = await act()
         if answer.body is not None and answer.status in (200, 403, 503):
             answer.body["actor"] = actor
-        self._acted(caller, "offboarded", customer_tenant_id)
+        self._acted(caller, what, customer_tenant_id)
         return answer
 
     async def audit(self, authorization: str | None, customer_tenant_id: str) -> ApiResponse:
